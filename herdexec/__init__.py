@@ -1,0 +1,42 @@
+"""herdexec: a herd of gophers at your service, as a ``concurrent.futures`` executor.
+
+``HerdExecutor`` is a drop-in ``ThreadPoolExecutor`` whose herd can be resized while it
+runs, whose ``submit`` waits for a gopher to take the work, and whose futures carry a
+status, retries and a result. It ports the Go library gofherd.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ._backoff import ExponentialBackoff as ExponentialBackoff
+from ._exceptions import BrokenHerd as BrokenHerd
+from ._exceptions import Retry as Retry
+from ._exceptions import WorkFailed as WorkFailed
+from ._executor import HerdExecutor as HerdExecutor
+from ._stats import HerdStats as HerdStats
+from ._work import HerdFuture as HerdFuture
+from ._work import Status as Status
+from ._work import Work as Work
+
+__all__ = [
+    "BrokenHerd",
+    "ExponentialBackoff",
+    "HerdExecutor",
+    "HerdFuture",
+    "HerdStats",
+    "Retry",
+    "Status",
+    "Work",
+    "WorkFailed",
+]
+
+__version__ = "0.1.0"
+
+# Reprs and tracebacks say herdexec.HerdExecutor, not herdexec._executor.HerdExecutor.
+for _name in __all__:
+    globals()[_name].__module__ = "herdexec"
+del _name
+
+# A library stays silent unless the application configures logging.
+logging.getLogger("herdexec").addHandler(logging.NullHandler())

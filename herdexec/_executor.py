@@ -1,0 +1,411 @@
+"""HerdExecutor: the ``concurrent.futures`` face of a herd.
+
+This module checks arguments, speaks the ``Executor`` protocol (``submit``, ``map``,
+``shutdown``) and gofherd's (``send_work``, ``close_input``, ``output_chan``), and leaves
+every piece of shared state to :mod:`herdexec._herd`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor
+from typing import Any, ParamSpec, TypeVar
+
+from ._herd import Herd, Item
+from ._stats import HerdStats
+from ._work import HerdFuture, Status, Work
+
+__all__ = ["HerdExecutor"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_logger = logging.getLogger("herdexec")
+
+WorkCallback = Callable[[Work], object]
+
+
+class HerdExecutor(Executor):
+    """A thread pool whose size changes at runtime, whose submit waits for a gopher,
+    and whose futures carry a status, retries and a result.
+
+    The first four arguments mean what they mean for ``ThreadPoolExecutor``.
+
+    Args:
+        max_workers: The starting herd size; ``None`` picks ThreadPoolExecutor's
+            default, 0 starts the herd paused.
+        thread_name_prefix: Gopher threads are named ``{prefix}_{n}``.
+        initializer: Called in every new gopher before its first work; if it raises,
+            the herd breaks (:class:`BrokenHerd`).
+        initargs: Arguments for ``initializer``.
+        process: gofherd's processing logic, ``process(work) -> Status``, for
+            :meth:`send_work`. Giving it turns the output on.
+        max_retries: How many times a work may be retried after its first attempt.
+        retry_on: Exception types that ask for a retry, besides :class:`Retry`.
+        backoff: ``attempt -> seconds`` to wait before retry number ``attempt``, or
+            ``None`` to retry at once; see :class:`ExponentialBackoff`.
+        backlog: How many accepted works may wait for a gopher: 0 makes ``submit``
+            block until a gopher takes the work (gofherd), ``None`` queues without
+            bound (ThreadPoolExecutor).
+        output: Keep finished work for :meth:`output_chan`: ``True`` without bound,
+            an int ``n`` to keep at most ``n`` (gophers then wait for the reader),
+            ``False`` not at all; ``None`` means on if and only if ``process`` is given.
+        on_success: Called with each work that ends in SUCCESS, on the gopher thread.
+        on_retry: Called with a work each time it is retried.
+        on_failure: Called with each work that ends in FAILURE.
+        logger: Where the herd logs; the ``herdexec`` logger by default.
+        name: Names the herd in logs and metrics.
+
+    Raises:
+        TypeError: An argument has the wrong type.
+        ValueError: An argument is out of range.
+    """
+
+    # Unique default thread names, as ThreadPoolExecutor numbers its own.
+    _counter = itertools.count().__next__
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        thread_name_prefix: str = "",
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple[Any, ...] = (),
+        *,
+        process: Callable[[Work], Status] | None = None,
+        max_retries: int = 0,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] = (),
+        backoff: Callable[[int], float] | None = None,
+        backlog: int | None = 0,
+        output: bool | int | None = None,
+        on_success: WorkCallback | None = None,
+        on_retry: WorkCallback | None = None,
+        on_failure: WorkCallback | None = None,
+        logger: logging.Logger | None = None,
+        name: str | None = None,
+    ) -> None:
+        if max_workers is None:
+            cpu_count = getattr(os, "process_cpu_count", os.cpu_count)
+            max_workers = min(32, (cpu_count() or 1) + 4)
+        size = _check_count(max_workers, "max_workers")
+        if not isinstance(thread_name_prefix, str):
+            raise TypeError("thread_name_prefix must be a str")
+        _check_callable(initializer, "initializer")
+        if not isinstance(initargs, tuple):
+            raise TypeError("initargs must be a tuple")
+        _check_callable(process, "process")
+        max_retries = _check_count(max_retries, "max_retries")
+        if isinstance(retry_on, type):
+            retry_on = (retry_on,)
+        if not isinstance(retry_on, tuple) or not all(
+            isinstance(kind, type) and issubclass(kind, BaseException) for kind in retry_on
+        ):
+            raise TypeError("retry_on must be an exception type or a tuple of them")
+        _check_callable(backoff, "backoff")
+        if backlog is not None:
+            backlog = _check_count(backlog, "backlog")
+        for callback, what in (
+            (on_success, "on_success"),
+            (on_retry, "on_retry"),
+            (on_failure, "on_failure"),
+        ):
+            _check_callable(callback, what)
+        if logger is not None and not isinstance(logger, logging.Logger):
+            raise TypeError(f"logger must be a logging.Logger, not {type(logger).__name__}")
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a str, not {type(name).__name__}")
+
+        self._thread_name_prefix = thread_name_prefix or f"HerdExecutor-{self._counter()}"
+        self._name = name or self._thread_name_prefix
+        self._process = process
+        self._ids = itertools.count()
+        self._herd = Herd(
+            size=size,
+            thread_name_prefix=self._thread_name_prefix,
+            initializer=initializer,
+            initargs=initargs,
+            backlog=backlog,
+            max_retries=max_retries,
+            retry_on=retry_on,
+            backoff=backoff,
+            output=_output_capacity(output, process is not None),
+            callbacks=(on_success, on_retry, on_failure),
+            logger=logger or _logger,
+        )
+        # Dropped without shutdown(): wind the herd down as ThreadPoolExecutor does.
+        weakref.finalize(self, _abandon, self._herd).atexit = False
+
+    # -- the herd's size -------------------------------------------------------------
+
+    @property
+    def herd_size(self) -> int:
+        """The number of gophers; 0 pauses the herd.
+
+        Growing starts gophers for waiting work at once. Shrinking never interrupts a
+        running work: surplus gophers leave as they finish.
+
+        Raises:
+            TypeError: The new size is not an int.
+            ValueError: The new size is negative.
+        """
+        return self._herd.size
+
+    @herd_size.setter
+    def herd_size(self, size: int) -> None:
+        self._herd.resize(_check_count(size, "herd_size"))
+
+    @property
+    def name(self) -> str:
+        """The herd's name, used in logs and metrics."""
+        return self._name
+
+    @property
+    def logger(self) -> logging.Logger:
+        """Where the herd logs."""
+        return self._herd.logger
+
+    def stats(self) -> HerdStats:
+        """A consistent snapshot of the herd's gauges and counters."""
+        return self._herd.stats()
+
+    # Read by code written for ThreadPoolExecutor, and by CPython's own tests of it.
+    @property
+    def _max_workers(self) -> int:
+        return self._herd.size
+
+    @property
+    def _threads(self) -> frozenset[threading.Thread]:
+        return self._herd.threads()
+
+    # -- intake ----------------------------------------------------------------------
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> HerdFuture[T]:
+        """Schedule ``fn(*args, **kwargs)``; with no backlog, block until a gopher takes it.
+
+        Returns:
+            A future whose work has a fresh unique id.
+
+        Raises:
+            RuntimeError: After shutdown() or close_input().
+            BrokenHerd: An initializer failed.
+        """
+        future: HerdFuture[T] = HerdFuture(Work(str(next(self._ids))))
+        self._herd.accept(Item(future, fn, args, kwargs, False), None)
+        return future
+
+    def send_work(self, work: Work, timeout: float | None = None) -> HerdFuture[Any]:
+        """Have the herd's process function handle ``work`` (gofherd's ``SendWork``).
+
+        Blocks until a gopher (or the backlog) takes the work. A successful future's
+        ``result()`` is ``work.result``.
+
+        Raises:
+            RuntimeError: No ``process=`` was given, or after shutdown()/close_input().
+            TypeError: ``work`` is not a Work.
+            ValueError: ``timeout`` is negative.
+            TimeoutError: Nobody took the work in time; it was not accepted and will
+                not run.
+        """
+        if self._process is None:
+            raise RuntimeError("send_work() needs a process function: HerdExecutor(process=...)")
+        if not isinstance(work, Work):
+            raise TypeError(f"send_work() takes a herdexec.Work, not {type(work).__name__}")
+        future: HerdFuture[Any] = HerdFuture(work)
+        self._herd.accept(Item(future, self._process, (work,), {}, True), _check_timeout(timeout))
+        return future
+
+    def map(
+        self,
+        fn: Callable[..., T],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+        buffersize: int | None = None,
+    ) -> Iterator[T]:
+        """Like ``ThreadPoolExecutor.map``, but reads its input lazily.
+
+        At most ``buffersize`` works are in flight (by default twice the herd size plus
+        any bounded backlog), so an endless input takes bounded memory. When map()
+        returns, an input no longer than that is already submitted. ``timeout`` counts
+        from this call and bounds map's own submits as well as each result; closing
+        the iterator early cancels what has not started. ``chunksize`` is ignored, as
+        it is for threads.
+
+        Raises:
+            TypeError: ``buffersize`` is not an int or None.
+            ValueError: ``buffersize`` is below 1.
+            RuntimeError: After shutdown() or close_input().
+        """
+        if buffersize is not None and not isinstance(buffersize, int):
+            raise TypeError("buffersize must be an integer or None")
+        if buffersize is not None and buffersize < 1:
+            raise ValueError("buffersize must be None or > 0")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if buffersize is None:
+            buffersize = 2 * max(1, self._herd.size) + self._herd.bounded_backlog
+        inputs = zip(*iterables, strict=False)
+        futures: deque[HerdFuture[T]] = deque()
+        late: TimeoutError | None = None
+        try:
+            for args in itertools.islice(inputs, buffersize):
+                futures.append(self._submit_by(deadline, fn, args))
+        except TimeoutError as exc:
+            late = exc  # raised in order, once the results before it are out
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+        return _results(weakref.ref(self), fn, inputs, futures, deadline, late)
+
+    def _submit_by(
+        self, deadline: float | None, fn: Callable[..., T], args: tuple[Any, ...]
+    ) -> HerdFuture[T]:
+        future: HerdFuture[T] = HerdFuture(Work(str(next(self._ids))))
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        self._herd.accept(Item(future, fn, args, {}, False), timeout)
+        return future
+
+    def close_input(self) -> None:
+        """Take no more work; accepted work and its retries go on (gofherd's CloseInputChan).
+
+        ``output_chan()`` ends once they are done.
+        """
+        self._herd.close_input()
+
+    def output_chan(self) -> Iterator[Work]:
+        """Finished works (SUCCESS or FAILURE) in completion order.
+
+        The iterator ends once intake is closed (close_input() or shutdown()) and every
+        accepted work has ended. Several readers share the stream; each work goes to
+        one of them.
+
+        Raises:
+            RuntimeError: The output is off (see ``output=``).
+        """
+        if not self._herd.output_enabled:
+            raise RuntimeError(
+                "output_chan() needs the output on: HerdExecutor(output=True) or process=..."
+            )
+        return self._herd.output()
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Take no more work; with ``wait``, return once every accepted work has ended.
+
+        A caller still blocked in submit() gets RuntimeError and its work does not run.
+        On a paused herd with accepted work, ``wait=True`` waits (and logs a warning)
+        until the herd is resized from another thread or over HTTP.
+
+        Args:
+            wait: Wait for the accepted work and the gopher threads.
+            cancel_futures: Cancel every accepted work that has not started, including
+                works waiting for a retry.
+        """
+        self._herd.shutdown(cancel_futures=cancel_futures)
+        if wait:
+            self._herd.join()
+
+    def __repr__(self) -> str:
+        s = self._herd.stats()
+        return f"<HerdExecutor {self._name!r} herd_size={s.herd_size} busy={s.busy}>"
+
+
+def _results(
+    executor_ref: weakref.ref[HerdExecutor],
+    fn: Callable[..., T],
+    inputs: Iterator[tuple[Any, ...]],
+    futures: deque[HerdFuture[T]],
+    deadline: float | None,
+    late: TimeoutError | None,
+) -> Iterator[T]:
+    """map()'s result iterator: refill one, yield the oldest, in input order.
+
+    It holds the executor weakly, as CPython's own map() does, so an executor dropped
+    mid-map still winds down; the input left then raises RuntimeError at its place.
+    """
+    try:
+        while True:
+            if late is None:
+                args = next(inputs, None)
+                if args is not None:
+                    executor = executor_ref()
+                    if executor is None:
+                        raise RuntimeError("the executor was collected during map()")
+                    try:
+                        futures.append(executor._submit_by(deadline, fn, args))
+                    except TimeoutError as exc:
+                        late = exc
+                    del executor
+            if not futures:
+                if late is not None:
+                    raise late
+                return
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            yield _result_or_cancel(futures.popleft(), timeout)
+    finally:
+        for future in futures:
+            future.cancel()
+
+
+def _result_or_cancel(future: HerdFuture[T], timeout: float | None) -> T:
+    try:
+        try:
+            return future.result(timeout)
+        finally:
+            future.cancel()
+    finally:
+        # Do not keep the result alive through this frame (bpo-14406).
+        del future
+
+
+def _abandon(herd: Herd) -> None:
+    """Wind down the herd of an executor that was collected without shutdown().
+
+    The cyclic garbage collector may run this on any thread at any allocation, even
+    on one that holds the herd's lock; then it must not wait for the lock itself.
+    """
+    if herd.lock_is_free():
+        herd.shutdown()
+    else:
+        threading.Thread(target=herd.shutdown, name="herdexec-abandon", daemon=True).start()
+
+
+def _check_count(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{what} must be >= 0, not {value}")
+    return value
+
+
+def _check_callable(value: object, what: str) -> None:
+    if value is not None and not callable(value):
+        raise TypeError(f"{what} must be a callable or None, not {type(value).__name__}")
+
+
+def _check_timeout(timeout: object) -> float | None:
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number or None, not {type(timeout).__name__}")
+    if not timeout >= 0:
+        raise ValueError(f"timeout must be a non-negative number, not {timeout}")
+    return float(timeout)
+
+
+def _output_capacity(output: object, has_process: bool) -> int | None:
+    """The herd's output setting: None for off, 0 for unbounded, n for at most n."""
+    if output is None:
+        output = has_process
+    if isinstance(output, bool):
+        return 0 if output else None
+    if not isinstance(output, int):
+        raise TypeError(f"output must be a bool, an int or None, not {type(output).__name__}")
+    if output < 1:
+        raise ValueError(f"output must be True, False, None or an int >= 1, not {output}")
+    return output

@@ -1,0 +1,804 @@
+"""The herd: gophers, how work reaches them, and the herd's lifecycle.
+
+A herd of size N with a backlog of B admits at most N + B works at a time: each holds a
+*slot* token. A caller that gets a slot has its work taken, in the sense of a Go channel
+whose receiver is ready: the work goes onto the shared ``ready`` queue that gophers read,
+and the caller returns at once. A caller that gets no slot blocks until a finishing
+gopher gives one back (gofherd's ``SendWork``). Retries hold no slot: a finishing gopher
+serves due retries before it reads the queue, so they go before new intake.
+
+Why queues of tokens and not counters behind a lock: with the GIL, a lock that the
+submitting thread and the gophers both take on every work turns into a convoy (the
+holder waits for the GIL while everyone waits for it), costing a context switch per
+work. So the path every work takes uses only ``SimpleQueue`` operations, which are
+atomic in C, and counters that each gopher alone writes, just as ThreadPoolExecutor's
+hot path is one C queue. The herd's lock guards the rare paths: starting and stopping
+gophers, resizing, retries, refusals, shutdown and statistics.
+
+Gopher threads reference the ``Herd``, never the ``HerdExecutor`` that wraps it, so an
+executor dropped without ``shutdown()`` is collected and its finalizer winds the herd
+down, as an unreferenced ``ThreadPoolExecutor`` does.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import itertools
+import logging
+import math
+import os
+import queue
+import threading
+import time
+import weakref
+from bisect import bisect_left
+from collections import deque
+from collections.abc import Callable, Iterator
+from time import perf_counter
+from typing import Any, Final
+
+from ._exceptions import BrokenHerd, Retry, WorkFailed
+from ._stats import HerdStats
+from ._work import HerdFuture, Status, Work
+
+__all__ = ["Callbacks", "Herd", "Item"]
+
+Callbacks = tuple[
+    "Callable[[Work], object] | None",
+    "Callable[[Work], object] | None",
+    "Callable[[Work], object] | None",
+]
+
+# Interpreter exit, handled as concurrent.futures.thread does it: after the flag is up no
+# herd accepts work, and every live herd finishes what it accepted before the
+# interpreter joins its threads.
+_live_herds: weakref.WeakSet[Herd] = weakref.WeakSet()
+_interpreter_exiting = False
+_global_lock = threading.Lock()
+
+
+def _python_exit() -> None:
+    global _interpreter_exiting
+    with _global_lock:
+        _interpreter_exiting = True
+        herds = list(_live_herds)
+    for herd in herds:
+        herd.shutdown()
+    for herd in herds:
+        herd.join()
+
+
+# Runs before non-daemon threads are joined, like ThreadPoolExecutor's hook (bpo-39812).
+threading._register_atexit(_python_exit)  # type: ignore[attr-defined]
+# A child of fork() must not inherit a held lock (bpo-45021).
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_global_lock.acquire,
+        after_in_child=_global_lock._at_fork_reinit,  # type: ignore[attr-defined]
+        after_in_parent=_global_lock.release,
+    )
+
+_SHUTDOWN_MESSAGE: Final = "cannot schedule new futures after shutdown"
+_EXIT_MESSAGE: Final = "cannot schedule new futures after interpreter shutdown"
+_CLOSED_MESSAGE: Final = "cannot schedule new futures after close_input()"
+_BROKEN_MESSAGE: Final = "A gopher initializer failed, the herd is not usable anymore"
+
+# A tally: one list per gopher, written by that gopher alone, so counting takes no lock.
+# Outcome counts, 1 while it runs a work, the seconds its attempts took, and how many
+# attempts fell in each DURATION_BUCKETS bucket.
+_SUCCEEDED, _FAILED, _CANCELLED, _RETRIED, _RUNNING, _SECONDS = range(6)
+_COUNTS: Final = (_SUCCEEDED, _FAILED, _CANCELLED, _RETRIED)
+_BUCKET0: Final = 6
+
+#: Upper bounds, in seconds, of the work-duration histogram (Prometheus' defaults).
+DURATION_BUCKETS: Final = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    math.inf,
+)
+
+
+def _new_tally() -> list[Any]:
+    return [0, 0, 0, 0, 0, 0.0] + [0] * len(DURATION_BUCKETS)
+
+
+class _State(enum.Enum):
+    OPEN = "open"
+    CLOSED = "closed"  # close_input(): no intake; accepted work and retries go on
+    SHUTDOWN = "shutdown"
+    BROKEN = "broken"  # an initializer raised; sticky
+
+
+class Item:
+    """A work on its way through the herd: the future and the call that settles it."""
+
+    __slots__ = ("args", "fn", "future", "kwargs", "process", "slot")
+
+    def __init__(
+        self,
+        future: HerdFuture[Any],
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        process: bool,
+    ) -> None:
+        self.future = future
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        # True: fn is a process function whose return value is the Status.
+        self.process = process
+        # Holds a slot token, to give back when done (a retry gives its slot up).
+        self.slot = True
+
+
+# Markers on the ready queue, and the token that refuses a blocked caller.
+_LEAVE: Final = Item.__new__(Item)  # one gopher leaves
+_DUE: Final = Item.__new__(Item)  # a retry is due: look at the due queue
+# What Herd._after tells the gopher besides its next work.
+_WAIT: Final = Item.__new__(Item)  # idle token given: block on the ready queue
+_GONE: Final = Item.__new__(Item)  # departed: end the thread
+_END: Final = Work("<end of output>")  # output_chan() ends
+_REFUSED: Final = object()
+
+
+class Herd:
+    """The state of one herd and the loop its gophers run."""
+
+    def __init__(
+        self,
+        *,
+        size: int,
+        thread_name_prefix: str,
+        initializer: Callable[..., object] | None,
+        initargs: tuple[Any, ...],
+        backlog: int | None,
+        max_retries: int,
+        retry_on: tuple[type[BaseException], ...],
+        backoff: Callable[[int], float] | None,
+        output: int | None,
+        callbacks: Callbacks,
+        logger: logging.Logger,
+    ) -> None:
+        self._lock = threading.Lock()
+        # Notified when a gopher leaves, the size changes or the work runs out.
+        self._changed = threading.Condition(self._lock)
+        self._state = _State.OPEN
+        self._size = size
+        self._prefix = thread_name_prefix
+        self._initializer = initializer
+        self._initargs = initargs
+        self._max_retries = max_retries
+        self._retry_on: tuple[type[BaseException], ...] = (Retry, *retry_on)
+        self._backoff = backoff
+        self._on_success, self._on_retry, self._on_failure = callbacks
+        self.logger = logger
+
+        self._ready: queue.SimpleQueue[Item] = queue.SimpleQueue()
+        # One token per gopher idle in ready.get() with no work promised to it.
+        self._idle: queue.SimpleQueue[None] = queue.SimpleQueue()
+        self._alive = 0  # gopher threads started and not yet gone
+        self._leaving = 0  # _LEAVE markers on the ready queue
+        self._due_marks = 0  # _DUE markers on the ready queue
+        self._threads: set[threading.Thread] = set()
+        self._thread_numbers = itertools.count()
+
+        # Slot tokens; None when the backlog has no bound (admission never waits).
+        self._backlog = backlog
+        self._slots: queue.SimpleQueue[object] | None = None
+        self._slot_debt = 0  # tokens to drop as they come back, after a shrink
+        if backlog is not None:
+            self._slots = queue.SimpleQueue()
+            for _ in range(size + backlog):
+                self._slots.put(None)
+        self._waiting = 0  # callers blocked for a slot
+
+        self._due: deque[Item] = deque()  # retries whose backoff is over
+        self._timed: list[tuple[float, int, Item]] = []  # retries in backoff: a heap
+        self._timed_order = itertools.count()
+        self._timer: threading.Thread | None = None
+        self._timer_wake = threading.Condition(self._lock)
+
+        # Finished work for output_chan(); a bounded output also has space tokens.
+        self._output: queue.SimpleQueue[Work] | None = None
+        self._output_space: queue.SimpleQueue[None] | None = None
+        if output is not None:
+            self._output = queue.SimpleQueue()
+            if output:
+                self._output_space = queue.SimpleQueue()
+                for _ in range(output):
+                    self._output_space.put(None)
+        self._ended = False  # _END is on the output, gophers sent away
+
+        self._submitted = 0
+        self._tallies: list[list[Any]] = []  # one per live gopher, written by it alone
+        self._retired = _new_tally()  # departed gophers' tallies, and the rare paths'
+
+        with _global_lock:
+            _live_herds.add(self)
+
+    # -- reading ---------------------------------------------------------------------
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @property
+    def bounded_backlog(self) -> int:
+        """The backlog's capacity, or 0 when it has no bound."""
+        return self._backlog or 0
+
+    @property
+    def output_enabled(self) -> bool:
+        return self._output is not None
+
+    def lock_is_free(self) -> bool:
+        """True if the lock is not held right now (so this thread does not hold it)."""
+        if self._lock.acquire(blocking=False):
+            self._lock.release()
+            return True
+        return False
+
+    def threads(self) -> frozenset[threading.Thread]:
+        with self._lock:
+            return frozenset(self._threads)
+
+    def stats(self) -> HerdStats:
+        with self._lock:
+            tally = self._tally_locked()
+            busy = tally[_RUNNING]
+            return HerdStats(
+                duration_buckets=DURATION_BUCKETS,
+                duration_counts=tuple(tally[_BUCKET0:]),
+                duration_sum=tally[_SECONDS],
+                herd_size=self._size,
+                busy=busy,
+                idle=max(0, self._alive - self._leaving - busy),
+                waiting_submitters=self._waiting,
+                backlog=max(0, self._ready.qsize() - self._leaving - self._due_marks),
+                pending_retries=len(self._due) + len(self._timed),
+                submitted=self._submitted,
+                succeeded=tally[_SUCCEEDED],
+                retried=tally[_RETRIED],
+                failed=tally[_FAILED],
+                cancelled=tally[_CANCELLED],
+            )
+
+    def _tally_locked(self) -> list[Any]:
+        total = list(self._retired)
+        for tally in self._tallies:
+            for field, count in enumerate(tally):
+                total[field] += count
+        return total
+
+    def _outstanding_locked(self) -> int:
+        done = self._tally_locked()
+        return int(self._submitted - done[_SUCCEEDED] - done[_FAILED] - done[_CANCELLED])
+
+    # -- intake ----------------------------------------------------------------------
+
+    def accept(self, item: Item, timeout: float | None) -> None:
+        """Give ``item`` a slot, blocking until one is free.
+
+        Raises:
+            RuntimeError: The herd takes no more work (shut down, input closed).
+            BrokenHerd: An initializer failed.
+            TimeoutError: No slot came free within ``timeout``; the work was not
+                accepted.
+        """
+        slots = self._slots
+        if self._state is not _State.OPEN or _interpreter_exiting:
+            with self._lock:
+                self._check_open_locked()
+        if slots is not None:
+            try:
+                slots.get_nowait()
+            except queue.Empty:
+                self._wait_for_slot(slots, timeout)
+        with self._lock:
+            if self._state is not _State.OPEN or _interpreter_exiting:
+                if slots is not None:
+                    slots.put(None)
+                self._check_open_locked()
+            self._submitted += 1
+            self._dispatch_locked(item)
+
+    def _wait_for_slot(self, slots: queue.SimpleQueue[object], timeout: float | None) -> None:
+        with self._lock:
+            self._check_open_locked()
+            self._waiting += 1
+        try:
+            token = slots.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"no gopher took the work within {timeout} seconds") from None
+        finally:
+            with self._lock:
+                self._waiting -= 1
+        if token is _REFUSED:
+            with self._lock:
+                self._check_open_locked()
+
+    def _check_open_locked(self) -> None:
+        if self._state is _State.OPEN and not _interpreter_exiting:
+            return
+        if self._state is _State.BROKEN:
+            raise BrokenHerd(_BROKEN_MESSAGE)
+        if _interpreter_exiting:
+            raise RuntimeError(_EXIT_MESSAGE)
+        if self._state is _State.CLOSED:
+            raise RuntimeError(_CLOSED_MESSAGE)
+        raise RuntimeError(_SHUTDOWN_MESSAGE)
+
+    def _refuse_waiting_locked(self) -> None:
+        """Wake every caller blocked for a slot; each finds the herd closed and raises."""
+        if self._slots is not None:
+            for _ in range(self._waiting):
+                self._slots.put(_REFUSED)
+
+    def _dispatch_locked(self, item: Item) -> None:
+        """Queue ``item`` for the gophers, starting one if none is idle and there is room."""
+        try:
+            self._idle.get_nowait()  # an idle gopher will take it
+        except queue.Empty:
+            if self._alive - self._leaving < self._size:
+                self._spawn_locked()
+        self._ready.put(item)
+
+    def _wake_for_due_locked(self) -> None:
+        """A retry waits in the due queue: see that a gopher looks there."""
+        try:
+            self._idle.get_nowait()
+        except queue.Empty:
+            if self._alive - self._leaving < self._size:
+                self._spawn_locked()
+            return  # otherwise a busy gopher looks when it finishes
+        self._due_marks += 1
+        self._ready.put(_DUE)
+
+    def _spawn_locked(self) -> None:
+        tally = _new_tally()
+        name = f"{self._prefix}_{next(self._thread_numbers)}"
+        thread = threading.Thread(name=name, target=self._gopher_main, args=(tally,))
+        thread.start()
+        self._alive += 1
+        self._tallies.append(tally)
+        if len(self._threads) > 2 * self._alive + 16:
+            self._threads = {t for t in self._threads if t.is_alive()}
+        self._threads.add(thread)
+
+    def _send_away_locked(self, count: int) -> None:
+        """Put ``count`` _LEAVE markers on the ready queue; each sends one gopher away."""
+        for _ in range(count):
+            self._ready.put(_LEAVE)
+        self._leaving += count
+
+    # -- resizing --------------------------------------------------------------------
+
+    def resize(self, size: int) -> None:
+        """Set the number of gophers: growing takes effect at once; shrinking sends idle
+        gophers away and lets busy ones leave as they finish."""
+        with self._lock:
+            change, self._size = size - self._size, size
+            if self._slots is not None:
+                self._resize_slots_locked(change)
+            if self._state is not _State.BROKEN:
+                waiting = self._ready.qsize() - self._leaving - self._idle.qsize() + len(self._due)
+                for _ in range(min(waiting, size - (self._alive - self._leaving))):
+                    self._spawn_locked()
+            surplus = self._alive - self._leaving - size
+            while surplus > 0:
+                try:
+                    self._idle.get_nowait()
+                except queue.Empty:
+                    break  # the rest are busy; they leave as they finish
+                self._send_away_locked(1)
+                surplus -= 1
+            self._changed.notify_all()
+
+    def _resize_slots_locked(self, change: int) -> None:
+        assert self._slots is not None
+        if change > 0:
+            repaid = min(change, self._slot_debt)
+            self._slot_debt -= repaid
+            for _ in range(change - repaid):
+                self._slots.put(None)
+        for _ in range(-change):
+            try:
+                self._slots.get_nowait()
+            except queue.Empty:
+                self._slot_debt += 1  # in use: dropped when it comes back
+
+    def _give_back_slot(self) -> None:
+        assert self._slots is not None
+        if self._slot_debt:
+            with self._lock:
+                if self._slot_debt:
+                    self._slot_debt -= 1
+                    return
+        self._slots.put(None)
+
+    # -- the gophers -----------------------------------------------------------------
+
+    def _gopher_main(self, tally: list[Any]) -> None:
+        if self._initializer is not None:
+            try:
+                self._initializer(*self._initargs)
+            except BaseException:
+                self.logger.critical("Exception in initializer:", exc_info=True)
+                self._break(tally)
+                return
+        ready = self._ready
+        item: Item | None = None
+        while item is not _GONE:
+            if item is _WAIT:
+                # Wait here, not in _run(): its frame would keep the last work, its
+                # arguments and its result alive while the gopher idles (GH-60488).
+                item = ready.get()
+            elif item is None:
+                item = self._due_pop() if self._due else None
+                if item is None:
+                    try:
+                        item = ready.get_nowait()
+                    except queue.Empty:
+                        self._idle.put(None)
+                        item = _WAIT
+            elif item is _LEAVE or item is _DUE:
+                with self._lock:
+                    if item is _DUE:
+                        self._due_marks -= 1
+                        item = None
+                    else:
+                        self._leaving -= 1
+                        self._depart_locked(tally)
+                        item = _GONE
+            elif item.future.set_running_or_notify_cancel():
+                tally[_RUNNING] = 1
+                item = self._run(item, tally)
+            else:
+                tally[_CANCELLED] += 1
+                item = self._after(item, tally)
+
+    def _due_pop(self) -> Item | None:
+        with self._lock:
+            return self._due.popleft() if self._due else None
+
+    def _run(self, item: Item, tally: list[Any]) -> Item | None:
+        """Make one attempt at ``item``, settle it, and return what _after says."""
+        future = item.future
+        work = future.work
+        exception: BaseException | None = None
+        started = perf_counter()
+        try:
+            value = item.fn(*item.args, **item.kwargs)
+        except BaseException as exc:
+            exception = exc
+            status = Status.RETRY if isinstance(exc, self._retry_on) else Status.FAILURE
+        else:
+            if not item.process:
+                status = Status.SUCCESS
+                work.result = value
+            elif isinstance(value, Status):
+                status = value
+            else:
+                status = Status.FAILURE
+                exception = TypeError(
+                    f"process() must return a herdexec.Status, not {type(value).__name__}"
+                )
+        seconds = perf_counter() - started
+        tally[_RUNNING] = 0
+        tally[_SECONDS] += seconds
+        tally[_BUCKET0 + bisect_left(DURATION_BUCKETS, seconds)] += 1
+        work.exception = exception
+        if status is Status.RETRY:
+            if work.retries < self._max_retries:
+                return self._retry(item, tally)
+            status = Status.FAILURE
+        self._record(item, status, tally)
+        nxt = self._after(item, tally)
+        # Settle the future last, so that whoever its result wakes finds the counters,
+        # the output and the gopher's next move already done.
+        if status is Status.SUCCESS:
+            future.set_result(work.result)
+        else:
+            future.set_exception(exception or WorkFailed(work))
+        return nxt
+
+    def _record(self, item: Item, status: Status, tally: list[Any]) -> None:
+        """A work ends: its status, its callback, the output, then the tally."""
+        work = item.future.work
+        work.status = status
+        if status is Status.SUCCESS:
+            if self._on_success is not None:
+                self._call_back(self._on_success, work)
+        elif self._on_failure is not None:
+            self._call_back(self._on_failure, work)
+        if self._output is not None:
+            if self._output_space is not None:
+                self._output_space.get()  # a bounded output waits for its reader
+            self._output.put(work)
+        tally[_SUCCEEDED if status is Status.SUCCESS else _FAILED] += 1
+        if self._max_retries:
+            item.future._withdraw = None
+
+    def _after(self, item: Item, tally: list[Any]) -> Item:
+        """A gopher is done with ``item``: its next work, _WAIT or _GONE."""
+        if item.slot and self._slots is not None:
+            self._give_back_slot()
+        if self._alive - self._leaving > self._size or self._state is not _State.OPEN:
+            with self._lock:
+                if (
+                    self._alive - self._leaving > self._size  # surplus after a shrink
+                    or self._state is _State.BROKEN
+                    or (self._state is not _State.OPEN and not self._outstanding_locked())
+                ):
+                    self._depart_locked(tally)
+                    self._wind_down_if_finished_locked()
+                    return _GONE
+        if self._due:
+            due = self._due_pop()
+            if due is not None:
+                return due
+        try:
+            return self._ready.get_nowait()
+        except queue.Empty:
+            # Promise to read the queue before settling the future, so that whoever
+            # the result wakes finds this gopher idle rather than starting another.
+            self._idle.put(None)
+            return _WAIT
+
+    def _depart_locked(self, tally: list[Any]) -> None:
+        """This gopher's thread ends: fold its tally into the herd's."""
+        self._alive -= 1
+        self._tallies.remove(tally)
+        tally[_RUNNING] = 0
+        for field, count in enumerate(tally):
+            self._retired[field] += count
+        self._changed.notify_all()
+
+    def _wind_down_if_finished_locked(self) -> None:
+        """Once no work can come any more: send the gophers away and end the output."""
+        if self._ended or self._state is _State.OPEN or self._outstanding_locked():
+            return
+        self._ended = True
+        while True:
+            try:
+                self._idle.get_nowait()
+            except queue.Empty:
+                break
+        self._send_away_locked(self._alive - self._leaving)
+        if self._output is not None:
+            self._output.put(_END)
+        self._changed.notify_all()
+
+    def _call_back(self, callback: Callable[[Work], object], work: Work) -> None:
+        try:
+            callback(work)
+        except Exception:
+            self.logger.exception("callback %r raised for work %r", callback, work.id)
+
+    # -- retries ---------------------------------------------------------------------
+
+    def _retry(self, item: Item, tally: list[Any]) -> Item | None:
+        future = item.future
+        work = future.work
+        attempt = work.retries + 1
+        delay = 0.0
+        if self._backoff is not None:
+            try:
+                delay = _check_delay(self._backoff(attempt), attempt)
+            except Exception as exc:
+                work.exception = exc
+                self._record(item, Status.FAILURE, tally)
+                nxt = self._after(item, tally)
+                future.set_exception(exc)
+                return nxt
+        work.retries = attempt
+        work.status = Status.RETRY
+        if self._on_retry is not None:
+            self._call_back(self._on_retry, work)
+        future._await_retry()
+        if item.slot and self._slots is not None:
+            self._give_back_slot()
+        item.slot = False  # a waiting retry holds no slot and no gopher
+        with self._lock:
+            broken = self._state is _State.BROKEN
+            if not broken:
+                tally[_RETRIED] += 1
+                future._withdraw = self._withdraw
+                if delay <= 0:
+                    self._due.append(item)
+                else:
+                    self._schedule_locked(item, delay)
+        if broken:
+            self._fail_broken(item)
+        return self._after(item, tally)
+
+    def _schedule_locked(self, item: Item, delay: float) -> None:
+        entry = (time.monotonic() + delay, next(self._timed_order), item)
+        heapq.heappush(self._timed, entry)
+        if self._timer is None:
+            self._timer = threading.Thread(name=f"{self._prefix}_retries", target=self._timer_main)
+            self._timer.start()
+            self._threads.add(self._timer)
+        elif self._timed[0] is entry:
+            self._timer_wake.notify()
+
+    def _timer_main(self) -> None:
+        """Move retries whose backoff has passed to the due queue; ends when none wait."""
+        with self._lock:
+            while self._timed:
+                due = self._timed[0][0] - time.monotonic()
+                if due > 0:
+                    self._timer_wake.wait(due)
+                    continue
+                self._due.append(heapq.heappop(self._timed)[2])
+                if self._state is not _State.BROKEN:
+                    self._wake_for_due_locked()
+            self._timer = None
+            self._changed.notify_all()
+
+    def _withdraw(self, future: HerdFuture[Any]) -> None:
+        """Take back a waiting retry whose future was just cancelled."""
+        with self._lock:
+            item = self._remove_retry_locked(future)
+            if item is None:
+                return  # a gopher got there first and will see the cancellation
+            self._retired[_CANCELLED] += 1
+            self._wind_down_if_finished_locked()
+        future._withdraw = None
+        future.set_running_or_notify_cancel()  # tells wait() and as_completed()
+
+    def _remove_retry_locked(self, future: HerdFuture[Any]) -> Item | None:
+        for item in self._due:
+            if item.future is future:
+                self._due.remove(item)
+                return item
+        for index, entry in enumerate(self._timed):
+            if entry[2].future is future:
+                self._timed[index] = self._timed[-1]
+                self._timed.pop()
+                heapq.heapify(self._timed)
+                self._timer_wake.notify()
+                return entry[2]
+        return None
+
+    # -- breaking, closing, shutting down --------------------------------------------
+
+    def _take_waiting_locked(self) -> list[Item]:
+        """Take every accepted work that has not started out of the herd."""
+        waiting: list[Item] = []
+        markers: list[Item] = []
+        while True:
+            try:
+                item = self._ready.get_nowait()
+            except queue.Empty:
+                break
+            (markers if item is _LEAVE or item is _DUE else waiting).append(item)
+        for marker in markers:
+            self._ready.put(marker)
+        waiting += self._due
+        waiting += (entry[2] for entry in self._timed)
+        self._due.clear()
+        self._timed.clear()
+        self._timer_wake.notify()
+        return waiting
+
+    def _break(self, tally: list[Any]) -> None:
+        """An initializer raised: fail every waiting work and refuse all later ones."""
+        with self._lock:
+            self._state = _State.BROKEN
+            self._depart_locked(tally)
+            self._refuse_waiting_locked()
+            waiting = self._take_waiting_locked()
+            self._send_away_locked(self._alive - self._leaving)
+        for item in waiting:
+            self._fail_broken(item)
+
+    def _fail_broken(self, item: Item) -> None:
+        """Fail a work that a broken herd will never run."""
+        tally = _new_tally()
+        future = item.future
+        running = future.set_running_or_notify_cancel()
+        exception = future.work.exception = BrokenHerd(_BROKEN_MESSAGE)
+        if running:
+            self._record(item, Status.FAILURE, tally)
+        else:
+            tally[_CANCELLED] += 1
+        with self._lock:
+            for field in _COUNTS:
+                self._retired[field] += tally[field]
+            self._wind_down_if_finished_locked()
+        if running:
+            future.set_exception(exception)
+
+    def close_input(self) -> None:
+        """Stop intake; accepted work and its retries go on (gofherd's CloseInputChan)."""
+        with self._lock:
+            if self._state is _State.OPEN:
+                self._state = _State.CLOSED
+                self._refuse_waiting_locked()
+                self._wind_down_if_finished_locked()
+
+    def shutdown(self, *, cancel_futures: bool = False) -> None:
+        """Stop intake for good; with ``cancel_futures`` cancel what has not started."""
+        with self._lock:
+            if self._state is not _State.BROKEN:
+                self._state = _State.SHUTDOWN
+            self._refuse_waiting_locked()
+            cancelled: list[Item] = []
+            if cancel_futures:
+                cancelled = self._take_waiting_locked()
+                self._retired[_CANCELLED] += len(cancelled)
+            self._wind_down_if_finished_locked()
+        for item in cancelled:
+            # Cancelling runs the future's callbacks, which may call back into the herd:
+            # never under the lock.
+            item.future._withdraw = None
+            item.future.cancel()
+            item.future.set_running_or_notify_cancel()
+
+    def join(self) -> None:
+        """Wait until every accepted work has ended and every thread has exited."""
+        warned = False
+        with self._lock:
+            while self._alive or self._timer is not None or self._outstanding_locked():
+                if warned or self._size or self._alive:
+                    self._changed.wait()
+                    continue
+                # Paused with work to do: say so, but not under the lock, since a
+                # logging handler may well call back into the herd.
+                warned = True
+                outstanding = self._outstanding_locked()
+                self._lock.release()
+                try:
+                    self.logger.warning(
+                        "shutdown(wait=True) is waiting for %d accepted works on a paused"
+                        " herd; it goes on once the herd is resized (herd_size or PATCH /herd)",
+                        outstanding,
+                    )
+                finally:
+                    self._lock.acquire()
+            threads = list(self._threads)
+        current = threading.current_thread()
+        for thread in threads:
+            if thread is not current:
+                thread.join()
+        with self._lock:
+            self._threads.difference_update(t for t in threads if not t.is_alive())
+        with _global_lock:
+            _live_herds.discard(self)
+
+    # -- output ----------------------------------------------------------------------
+
+    def output(self) -> Iterator[Work]:
+        """Finished works in completion order, until none can come any more."""
+        assert self._output is not None
+        output, space = self._output, self._output_space
+        while True:
+            work = output.get()
+            if work is _END:
+                output.put(_END)  # for the other readers
+                return
+            if space is not None:
+                space.put(None)
+            yield work
+            del work
+
+
+def _check_delay(delay: object, attempt: int) -> float:
+    if isinstance(delay, (int, float)) and not isinstance(delay, bool) and delay >= 0:
+        return float(delay)
+    raise ValueError(f"backoff({attempt}) returned {delay!r}, not a number of seconds >= 0")

@@ -1,0 +1,49 @@
+"""The herd's statistics snapshot: what the HTTP endpoint, the metrics and the logs read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class HerdStats:
+    """One consistent reading of a herd, taken under its lock.
+
+    Attributes:
+        herd_size: The number of gophers asked for (0 = paused).
+        busy: Gophers holding a work right now.
+        idle: Gophers waiting for work.
+        waiting_submitters: Callers blocked in ``submit``/``send_work`` for a gopher.
+        backlog: Accepted works waiting in the backlog for a gopher.
+        pending_retries: Works waiting for a retry, in backoff or due.
+        submitted: Works the herd accepted.
+        succeeded: Works that ended in SUCCESS.
+        retried: Retries made (a work retried twice counts twice).
+        failed: Works that ended in FAILURE.
+        cancelled: Works cancelled before they ran, or while waiting for a retry.
+        duration_buckets: Upper bounds, in seconds, of the attempt-duration histogram.
+        duration_counts: How many attempts fell in each bucket (not cumulative).
+        duration_sum: The seconds all attempts took together.
+
+    Once a herd is shut down, ``submitted == succeeded + failed + cancelled``.
+    """
+
+    herd_size: int
+    busy: int
+    idle: int
+    waiting_submitters: int
+    backlog: int
+    pending_retries: int
+    submitted: int
+    succeeded: int
+    retried: int
+    failed: int
+    cancelled: int
+    duration_buckets: tuple[float, ...]
+    duration_counts: tuple[int, ...]
+    duration_sum: float
+
+    @property
+    def outstanding(self) -> int:
+        """Accepted works that have not ended yet."""
+        return self.submitted - self.succeeded - self.failed - self.cancelled

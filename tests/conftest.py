@@ -1,0 +1,43 @@
+"""Fixtures shared by the tests: a herd that is always shut down, and a thread census."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from herdexec import HerdExecutor
+
+
+@pytest.fixture
+def make_herd() -> Iterator[Callable[..., HerdExecutor]]:
+    """Build herds that are shut down (and their threads joined) after the test."""
+    herds: list[HerdExecutor] = []
+
+    def make(*args: Any, **kwargs: Any) -> HerdExecutor:
+        herd = HerdExecutor(*args, **kwargs)
+        herds.append(herd)
+        return herd
+
+    yield make
+    for herd in herds:
+        if herd.herd_size == 0:
+            herd.herd_size = 1  # a paused herd would wait forever for its work
+        herd.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.fixture(autouse=True)
+def no_thread_left() -> Iterator[None]:
+    """Every test must leave no gopher or timer thread behind."""
+    before = set(threading.enumerate())
+    yield
+    left = [
+        t
+        for t in threading.enumerate()
+        if t not in before and t.name.startswith(("HerdExecutor", "herd"))
+    ]
+    for thread in left:
+        thread.join(timeout=5)
+    assert not [t for t in left if t.is_alive()], f"threads left: {left}"
