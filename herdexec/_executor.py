@@ -251,7 +251,7 @@ class HerdExecutor(Executor):
             buffersize = 2 * max(1, self._herd.size) + self._herd.bounded_backlog
         inputs = zip(*iterables, strict=False)
         futures: deque[HerdFuture[T]] = deque()
-        late: TimeoutError | None = None
+        late: Exception | None = None
         try:
             for args in itertools.islice(inputs, buffersize):
                 futures.append(self._submit_by(deadline, fn, args))
@@ -321,12 +321,13 @@ def _results(
     inputs: Iterator[tuple[Any, ...]],
     futures: deque[HerdFuture[T]],
     deadline: float | None,
-    late: TimeoutError | None,
+    late: Exception | None,
 ) -> Iterator[T]:
     """map()'s result iterator: refill one, yield the oldest, in input order.
 
     It holds the executor weakly, as CPython's own map() does, so an executor dropped
-    mid-map still winds down; the input left then raises RuntimeError at its place.
+    mid-map still winds down. Input that can no longer be submitted (timeout, shutdown,
+    executor gone) raises at its place, once the results before it are out.
     """
     try:
         while True:
@@ -334,11 +335,11 @@ def _results(
                 args = next(inputs, None)
                 if args is not None:
                     executor = executor_ref()
-                    if executor is None:
-                        raise RuntimeError("the executor was collected during map()")
                     try:
+                        if executor is None:
+                            raise RuntimeError("the executor was collected during map()")
                         futures.append(executor._submit_by(deadline, fn, args))
-                    except TimeoutError as exc:
+                    except (TimeoutError, RuntimeError) as exc:
                         late = exc
                     del executor
             if not futures:

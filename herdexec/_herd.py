@@ -146,7 +146,7 @@ class Item:
 
 
 # Markers on the ready queue, and the token that refuses a blocked caller.
-_LEAVE: Final = Item.__new__(Item)  # one gopher leaves
+_LEAVE: Final = Item.__new__(Item)  # wake up and see whether to leave
 _DUE: Final = Item.__new__(Item)  # a retry is due: look at the due queue
 # What Herd._after tells the gopher besides its next work.
 _WAIT: Final = Item.__new__(Item)  # idle token given: block on the ready queue
@@ -190,9 +190,9 @@ class Herd:
         self._ready: queue.SimpleQueue[Item] = queue.SimpleQueue()
         # One token per gopher idle in ready.get() with no work promised to it.
         self._idle: queue.SimpleQueue[None] = queue.SimpleQueue()
-        self._alive = 0  # gopher threads started and not yet gone
-        self._leaving = 0  # _LEAVE markers on the ready queue
-        self._due_marks = 0  # _DUE markers on the ready queue
+        # Gopher threads started and not yet gone. Gophers leave when it exceeds the
+        # size: busy ones as they finish, idle ones when a _LEAVE marker wakes them.
+        self._alive = 0
         self._threads: set[threading.Thread] = set()
         self._thread_numbers = itertools.count()
 
@@ -260,21 +260,23 @@ class Herd:
         with self._lock:
             tally = self._tally_locked()
             busy = tally[_RUNNING]
+            idle = max(0, self._alive - busy)
+            queued = self._ready.qsize()
             return HerdStats(
-                duration_buckets=DURATION_BUCKETS,
-                duration_counts=tuple(tally[_BUCKET0:]),
-                duration_sum=tally[_SECONDS],
                 herd_size=self._size,
                 busy=busy,
-                idle=max(0, self._alive - self._leaving - busy),
+                idle=idle,
                 waiting_submitters=self._waiting,
-                backlog=max(0, self._ready.qsize() - self._leaving - self._due_marks),
+                backlog=max(0, queued - idle),  # what the idle gophers cannot take now
                 pending_retries=len(self._due) + len(self._timed),
                 submitted=self._submitted,
                 succeeded=tally[_SUCCEEDED],
                 retried=tally[_RETRIED],
                 failed=tally[_FAILED],
                 cancelled=tally[_CANCELLED],
+                duration_buckets=DURATION_BUCKETS,
+                duration_counts=tuple(tally[_BUCKET0:]),
+                duration_sum=tally[_SECONDS],
             )
 
     def _tally_locked(self) -> list[Any]:
@@ -349,23 +351,27 @@ class Herd:
                 self._slots.put(_REFUSED)
 
     def _dispatch_locked(self, item: Item) -> None:
-        """Queue ``item`` for the gophers, starting one if none is idle and there is room."""
+        """Queue ``item`` for the gophers, starting one if none is idle and there is room.
+
+        The work goes on the queue first, so that a gopher started for it finds it:
+        an idle token must never stand for a gopher that is in fact busy, or a later
+        work would wait for a gopher that is not coming.
+        """
+        self._ready.put(item)
         try:
             self._idle.get_nowait()  # an idle gopher will take it
         except queue.Empty:
-            if self._alive - self._leaving < self._size:
+            if self._alive < self._size:
                 self._spawn_locked()
-        self._ready.put(item)
 
     def _wake_for_due_locked(self) -> None:
         """A retry waits in the due queue: see that a gopher looks there."""
         try:
             self._idle.get_nowait()
         except queue.Empty:
-            if self._alive - self._leaving < self._size:
+            if self._alive < self._size:
                 self._spawn_locked()
             return  # otherwise a busy gopher looks when it finishes
-        self._due_marks += 1
         self._ready.put(_DUE)
 
     def _spawn_locked(self) -> None:
@@ -379,11 +385,10 @@ class Herd:
             self._threads = {t for t in self._threads if t.is_alive()}
         self._threads.add(thread)
 
-    def _send_away_locked(self, count: int) -> None:
-        """Put ``count`` _LEAVE markers on the ready queue; each sends one gopher away."""
+    def _wake_to_leave_locked(self, count: int) -> None:
+        """Put ``count`` _LEAVE markers on the ready queue, for idle gophers to see."""
         for _ in range(count):
             self._ready.put(_LEAVE)
-        self._leaving += count
 
     # -- resizing --------------------------------------------------------------------
 
@@ -395,17 +400,15 @@ class Herd:
             if self._slots is not None:
                 self._resize_slots_locked(change)
             if self._state is not _State.BROKEN:
-                waiting = self._ready.qsize() - self._leaving - self._idle.qsize() + len(self._due)
-                for _ in range(min(waiting, size - (self._alive - self._leaving))):
+                waiting = self._ready.qsize() - self._idle.qsize() + len(self._due)
+                for _ in range(min(waiting, size - self._alive)):
                     self._spawn_locked()
-            surplus = self._alive - self._leaving - size
-            while surplus > 0:
+            for _ in range(self._alive - size):
                 try:
                     self._idle.get_nowait()
                 except queue.Empty:
                     break  # the rest are busy; they leave as they finish
-                self._send_away_locked(1)
-                surplus -= 1
+                self._wake_to_leave_locked(1)
             self._changed.notify_all()
 
     def _resize_slots_locked(self, change: int) -> None:
@@ -456,14 +459,8 @@ class Herd:
                         self._idle.put(None)
                         item = _WAIT
             elif item is _LEAVE or item is _DUE:
-                with self._lock:
-                    if item is _DUE:
-                        self._due_marks -= 1
-                        item = None
-                    else:
-                        self._leaving -= 1
-                        self._depart_locked(tally)
-                        item = _GONE
+                # Its idle token was taken for the marker: become idle afresh, or go.
+                item = _GONE if self._should_leave(tally) else None
             elif item.future.set_running_or_notify_cancel():
                 tally[_RUNNING] = 1
                 item = self._run(item, tally)
@@ -537,16 +534,10 @@ class Herd:
         """A gopher is done with ``item``: its next work, _WAIT or _GONE."""
         if item.slot and self._slots is not None:
             self._give_back_slot()
-        if self._alive - self._leaving > self._size or self._state is not _State.OPEN:
-            with self._lock:
-                if (
-                    self._alive - self._leaving > self._size  # surplus after a shrink
-                    or self._state is _State.BROKEN
-                    or (self._state is not _State.OPEN and not self._outstanding_locked())
-                ):
-                    self._depart_locked(tally)
-                    self._wind_down_if_finished_locked()
-                    return _GONE
+        if (self._alive > self._size or self._state is not _State.OPEN) and self._should_leave(
+            tally
+        ):
+            return _GONE
         if self._due:
             due = self._due_pop()
             if due is not None:
@@ -558,6 +549,19 @@ class Herd:
             # the result wakes finds this gopher idle rather than starting another.
             self._idle.put(None)
             return _WAIT
+
+    def _should_leave(self, tally: list[Any]) -> bool:
+        """Leave if surplus after a shrink, broken, or out of work for good."""
+        with self._lock:
+            if (
+                self._alive > self._size
+                or self._state is _State.BROKEN
+                or (self._state is not _State.OPEN and not self._outstanding_locked())
+            ):
+                self._depart_locked(tally)
+                self._wind_down_if_finished_locked()
+                return True
+            return False
 
     def _depart_locked(self, tally: list[Any]) -> None:
         """This gopher's thread ends: fold its tally into the herd's."""
@@ -578,7 +582,7 @@ class Herd:
                 self._idle.get_nowait()
             except queue.Empty:
                 break
-        self._send_away_locked(self._alive - self._leaving)
+        self._wake_to_leave_locked(self._alive)
         if self._output is not None:
             self._output.put(_END)
         self._changed.notify_all()
@@ -703,7 +707,7 @@ class Herd:
             self._depart_locked(tally)
             self._refuse_waiting_locked()
             waiting = self._take_waiting_locked()
-            self._send_away_locked(self._alive - self._leaving)
+            self._wake_to_leave_locked(self._alive)
         for item in waiting:
             self._fail_broken(item)
 
