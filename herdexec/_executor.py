@@ -43,7 +43,8 @@ class HerdExecutor(Executor):
             default, 0 starts the herd paused.
         thread_name_prefix: Gopher threads are named ``{prefix}_{n}``.
         initializer: Called in every new gopher before its first work; if it raises,
-            the herd breaks (:class:`BrokenHerd`).
+            the herd breaks (:class:`BrokenHerd`) and, as ThreadPoolExecutor does, says
+            so on the ``concurrent.futures`` logger (and on ``logger``, if given).
         initargs: Arguments for ``initializer``.
         process: gofherd's processing logic, ``process(work) -> Status``, for
             :meth:`send_work`. Giving it turns the output on.
@@ -137,6 +138,7 @@ class HerdExecutor(Executor):
             output=_output_capacity(output, process is not None),
             callbacks=(on_success, on_retry, on_failure),
             logger=logger or _logger,
+            own_logger=logger is not None,
         )
         # Dropped without shutdown(): wind the herd down as ThreadPoolExecutor does.
         weakref.finalize(self, _abandon, self._herd).atexit = False
@@ -182,6 +184,10 @@ class HerdExecutor(Executor):
     @property
     def _threads(self) -> frozenset[threading.Thread]:
         return self._herd.threads()
+
+    @property
+    def _broken(self) -> str | bool:
+        return self._herd.broken or False
 
     # -- intake ----------------------------------------------------------------------
 

@@ -71,13 +71,26 @@ def _python_exit() -> None:
 
 # Runs before non-daemon threads are joined, like ThreadPoolExecutor's hook (bpo-39812).
 threading._register_atexit(_python_exit)  # type: ignore[attr-defined]
-# A child of fork() must not inherit a held lock (bpo-45021).
+
+
+def _after_fork_in_child() -> None:
+    # A child of fork() must not inherit a held lock (bpo-45021), nor wait at exit for
+    # gophers that stayed behind in the parent.
+    global _live_herds
+    _global_lock._at_fork_reinit()  # type: ignore[attr-defined]
+    _live_herds = weakref.WeakSet()
+
+
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(
         before=_global_lock.acquire,
-        after_in_child=_global_lock._at_fork_reinit,  # type: ignore[attr-defined]
+        after_in_child=_after_fork_in_child,
         after_in_parent=_global_lock.release,
     )
+
+# Where ThreadPoolExecutor reports a failed initializer; monitoring that watches it for
+# thread pools keeps working for herds.
+_STDLIB_LOGGER: Final = logging.getLogger("concurrent.futures")
 
 _SHUTDOWN_MESSAGE: Final = "cannot schedule new futures after shutdown"
 _EXIT_MESSAGE: Final = "cannot schedule new futures after interpreter shutdown"
@@ -145,9 +158,9 @@ class Item:
         self.slot = True
 
 
-# Markers on the ready queue, and the token that refuses a blocked caller.
-_LEAVE: Final = Item.__new__(Item)  # wake up and see whether to leave
-_DUE: Final = Item.__new__(Item)  # a retry is due: look at the due queue
+# The marker on the ready queue that wakes a gopher to look around: leave if the herd
+# has too many or no more work, else take due work, else idle again.
+_WAKE: Final = Item.__new__(Item)
 # What Herd._after tells the gopher besides its next work.
 _WAIT: Final = Item.__new__(Item)  # idle token given: block on the ready queue
 _GONE: Final = Item.__new__(Item)  # departed: end the thread
@@ -172,6 +185,7 @@ class Herd:
         output: int | None,
         callbacks: Callbacks,
         logger: logging.Logger,
+        own_logger: bool,
     ) -> None:
         self._lock = threading.Lock()
         # Notified when a gopher leaves, the size changes or the work runs out.
@@ -186,13 +200,15 @@ class Herd:
         self._backoff = backoff
         self._on_success, self._on_retry, self._on_failure = callbacks
         self.logger = logger
+        self._own_logger = own_logger  # the user gave it: report everything there too
 
         self._ready: queue.SimpleQueue[Item] = queue.SimpleQueue()
         # One token per gopher idle in ready.get() with no work promised to it.
         self._idle: queue.SimpleQueue[None] = queue.SimpleQueue()
         # Gopher threads started and not yet gone. Gophers leave when it exceeds the
-        # size: busy ones as they finish, idle ones when a _LEAVE marker wakes them.
+        # size: busy ones as they finish, idle ones when a _WAKE marker wakes them.
         self._alive = 0
+        self._marks = 0  # _WAKE markers on the ready queue
         self._threads: set[threading.Thread] = set()
         self._thread_numbers = itertools.count()
 
@@ -206,7 +222,9 @@ class Herd:
                 self._slots.put(None)
         self._waiting = 0  # callers blocked for a slot
 
-        self._due: deque[Item] = deque()  # retries whose backoff is over
+        # Served before the ready queue: retries whose backoff is over, and works that a
+        # gopher handed back because the herd shrank under it.
+        self._due: deque[Item] = deque()
         self._timed: list[tuple[float, int, Item]] = []  # retries in backoff: a heap
         self._timed_order = itertools.count()
         self._timer: threading.Thread | None = None
@@ -224,7 +242,9 @@ class Herd:
         self._ended = False  # _END is on the output, gophers sent away
 
         self._submitted = 0
-        self._tallies: list[list[Any]] = []  # one per live gopher, written by it alone
+        # One tally per live gopher, written by it alone; keyed by identity, since two
+        # tallies with the same counts are equal lists.
+        self._tallies: dict[int, list[Any]] = {}
         self._retired = _new_tally()  # departed gophers' tallies, and the rare paths'
 
         with _global_lock:
@@ -240,6 +260,11 @@ class Herd:
     def bounded_backlog(self) -> int:
         """The backlog's capacity, or 0 when it has no bound."""
         return self._backlog or 0
+
+    @property
+    def broken(self) -> str | None:
+        """Why the herd takes no work any more, if an initializer broke it."""
+        return _BROKEN_MESSAGE if self._state is _State.BROKEN else None
 
     @property
     def output_enabled(self) -> bool:
@@ -261,14 +286,14 @@ class Herd:
             tally = self._tally_locked()
             busy = tally[_RUNNING]
             idle = max(0, self._alive - busy)
-            queued = self._ready.qsize()
+            queued = self._ready.qsize() - self._marks
             return HerdStats(
                 herd_size=self._size,
                 busy=busy,
                 idle=idle,
                 waiting_submitters=self._waiting,
                 backlog=max(0, queued - idle),  # what the idle gophers cannot take now
-                pending_retries=len(self._due) + len(self._timed),
+                pending_retries=sum(not i.slot for i in self._due) + len(self._timed),
                 submitted=self._submitted,
                 succeeded=tally[_SUCCEEDED],
                 retried=tally[_RETRIED],
@@ -281,7 +306,7 @@ class Herd:
 
     def _tally_locked(self) -> list[Any]:
         total = list(self._retired)
-        for tally in self._tallies:
+        for tally in self._tallies.values():
             for field, count in enumerate(tally):
                 total[field] += count
         return total
@@ -365,14 +390,11 @@ class Herd:
                 self._spawn_locked()
 
     def _wake_for_due_locked(self) -> None:
-        """A retry waits in the due queue: see that a gopher looks there."""
-        try:
-            self._idle.get_nowait()
-        except queue.Empty:
-            if self._alive < self._size:
-                self._spawn_locked()
-            return  # otherwise a busy gopher looks when it finishes
-        self._ready.put(_DUE)
+        """Work waits in the due queue: see that a gopher looks there."""
+        if self._alive < self._size and not self._idle.qsize():
+            self._spawn_locked()
+        else:
+            self._wake_locked(1)  # an idle gopher wakes; else a busy one reads it later
 
     def _spawn_locked(self) -> None:
         tally = _new_tally()
@@ -380,15 +402,21 @@ class Herd:
         thread = threading.Thread(name=name, target=self._gopher_main, args=(tally,))
         thread.start()
         self._alive += 1
-        self._tallies.append(tally)
+        self._tallies[id(tally)] = tally
         if len(self._threads) > 2 * self._alive + 16:
             self._threads = {t for t in self._threads if t.is_alive()}
         self._threads.add(thread)
 
-    def _wake_to_leave_locked(self, count: int) -> None:
-        """Put ``count`` _LEAVE markers on the ready queue, for idle gophers to see."""
+    def _wake_locked(self, count: int) -> None:
+        """Put ``count`` _WAKE markers on the ready queue, for idle gophers to see.
+
+        A marker takes no idle token: idle tokens can undercount the idle gophers (a
+        busy gopher may take the work promised to an idle one), so they cannot tell
+        whether anyone would wake. A spare marker costs a look around.
+        """
+        self._marks += count
         for _ in range(count):
-            self._ready.put(_LEAVE)
+            self._ready.put(_WAKE)
 
     # -- resizing --------------------------------------------------------------------
 
@@ -403,12 +431,8 @@ class Herd:
                 waiting = self._ready.qsize() - self._idle.qsize() + len(self._due)
                 for _ in range(min(waiting, size - self._alive)):
                     self._spawn_locked()
-            for _ in range(self._alive - size):
-                try:
-                    self._idle.get_nowait()
-                except queue.Empty:
-                    break  # the rest are busy; they leave as they finish
-                self._wake_to_leave_locked(1)
+            # Busy surplus gophers leave as they finish; idle ones when woken.
+            self._wake_locked(max(0, self._alive - size))
             self._changed.notify_all()
 
     def _resize_slots_locked(self, change: int) -> None:
@@ -440,7 +464,9 @@ class Herd:
             try:
                 self._initializer(*self._initargs)
             except BaseException:
-                self.logger.critical("Exception in initializer:", exc_info=True)
+                _STDLIB_LOGGER.critical("Exception in initializer:", exc_info=True)
+                if self._own_logger:
+                    self.logger.critical("Exception in initializer:", exc_info=True)
                 self._break(tally)
                 return
         ready = self._ready
@@ -450,6 +476,12 @@ class Herd:
                 # Wait here, not in _run(): its frame would keep the last work, its
                 # arguments and its result alive while the gopher idles (GH-60488).
                 item = ready.get()
+                if item is _WAKE:
+                    # Woken, not given work: its idle token no longer stands for it.
+                    try:
+                        self._idle.get_nowait()
+                    except queue.Empty:
+                        pass  # taken for a work that someone else got; no matter
             elif item is None:
                 item = self._due_pop() if self._due else None
                 if item is None:
@@ -458,15 +490,18 @@ class Herd:
                     except queue.Empty:
                         self._idle.put(None)
                         item = _WAIT
-            elif item is _LEAVE or item is _DUE:
-                # Its idle token was taken for the marker: become idle afresh, or go.
-                item = _GONE if self._should_leave(tally) else None
-            elif item.future.set_running_or_notify_cancel():
-                tally[_RUNNING] = 1
-                item = self._run(item, tally)
+            elif item is _WAKE:
+                item = _GONE if self._should_leave(tally, marker=True) else None
             else:
-                tally[_CANCELLED] += 1
-                item = self._after(item, tally)
+                # Busy from here, before the check, so that busy never undercounts.
+                tally[_RUNNING] = 1
+                if self._alive > self._size and self._hand_back(item, tally):
+                    item = _GONE
+                elif item.future.set_running_or_notify_cancel():
+                    item = self._run(item, tally)
+                else:
+                    tally[_CANCELLED] += 1
+                    item = self._after(item, tally)
 
     def _due_pop(self) -> Item | None:
         with self._lock:
@@ -495,7 +530,6 @@ class Herd:
                     f"process() must return a herdexec.Status, not {type(value).__name__}"
                 )
         seconds = perf_counter() - started
-        tally[_RUNNING] = 0
         tally[_SECONDS] += seconds
         tally[_BUCKET0 + bisect_left(DURATION_BUCKETS, seconds)] += 1
         work.exception = exception
@@ -532,6 +566,7 @@ class Herd:
 
     def _after(self, item: Item, tally: list[Any]) -> Item:
         """A gopher is done with ``item``: its next work, _WAIT or _GONE."""
+        tally[_RUNNING] = 0
         if item.slot and self._slots is not None:
             self._give_back_slot()
         if (self._alive > self._size or self._state is not _State.OPEN) and self._should_leave(
@@ -550,9 +585,20 @@ class Herd:
             self._idle.put(None)
             return _WAIT
 
-    def _should_leave(self, tally: list[Any]) -> bool:
+    def _hand_back(self, item: Item, tally: list[Any]) -> bool:
+        """A gopher that the herd shrank under is about to start ``item``: if it is
+        surplus, it puts the work first in line for the others and leaves."""
+        with self._lock:
+            if self._alive <= self._size:
+                return False
+            self._due.appendleft(item)
+            self._depart_locked(tally)
+            return True
+
+    def _should_leave(self, tally: list[Any], *, marker: bool = False) -> bool:
         """Leave if surplus after a shrink, broken, or out of work for good."""
         with self._lock:
+            self._marks -= marker
             if (
                 self._alive > self._size
                 or self._state is _State.BROKEN
@@ -566,10 +612,12 @@ class Herd:
     def _depart_locked(self, tally: list[Any]) -> None:
         """This gopher's thread ends: fold its tally into the herd's."""
         self._alive -= 1
-        self._tallies.remove(tally)
+        del self._tallies[id(tally)]
         tally[_RUNNING] = 0
         for field, count in enumerate(tally):
             self._retired[field] += count
+        if self._due and self._state is not _State.BROKEN:
+            self._wake_for_due_locked()  # it may have been the one to take it
         self._changed.notify_all()
 
     def _wind_down_if_finished_locked(self) -> None:
@@ -582,7 +630,7 @@ class Herd:
                 self._idle.get_nowait()
             except queue.Empty:
                 break
-        self._wake_to_leave_locked(self._alive)
+        self._wake_locked(self._alive)
         if self._output is not None:
             self._output.put(_END)
         self._changed.notify_all()
@@ -690,7 +738,7 @@ class Herd:
                 item = self._ready.get_nowait()
             except queue.Empty:
                 break
-            (markers if item is _LEAVE or item is _DUE else waiting).append(item)
+            (markers if item is _WAKE else waiting).append(item)
         for marker in markers:
             self._ready.put(marker)
         waiting += self._due
@@ -707,7 +755,7 @@ class Herd:
             self._depart_locked(tally)
             self._refuse_waiting_locked()
             waiting = self._take_waiting_locked()
-            self._wake_to_leave_locked(self._alive)
+            self._wake_locked(self._alive)
         for item in waiting:
             self._fail_broken(item)
 

@@ -1,0 +1,203 @@
+"""Initializers, a broken herd, interpreter exit and fork."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Callable
+
+import pytest
+
+from herdexec import BrokenHerd, HerdExecutor, Status, Work
+
+from .helpers import wait_until
+
+MakeHerd = Callable[..., HerdExecutor]
+
+
+def run_python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_initializer_runs_in_every_new_gopher(make_herd: MakeHerd) -> None:
+    local = threading.local()
+    initialized: list[str] = []
+    lock = threading.Lock()
+
+    def init(tag: str) -> None:
+        local.tag = tag
+        with lock:
+            initialized.append(threading.current_thread().name)
+
+    herd = make_herd(1, initializer=init, initargs=("ready",), backlog=None)
+    assert herd.submit(lambda: local.tag).result(timeout=10) == "ready"
+    herd.herd_size = 3
+    gate = threading.Event()
+    futures = [herd.submit(gate.wait) for _ in range(3)]
+    assert wait_until(lambda: herd.stats().busy == 3)
+    gate.set()
+    assert all(f.result(timeout=10) for f in futures)
+    assert len(initialized) == 3  # the grown herd's gophers ran it too
+
+
+def test_a_failing_initializer_breaks_the_herd(
+    make_herd: MakeHerd, caplog: pytest.LogCaptureFixture
+) -> None:
+    gate = threading.Event()
+
+    def init() -> None:
+        gate.wait()  # break only once all five are in
+        raise OSError("no database")
+
+    herd = make_herd(2, initializer=init, backlog=None)
+    assert herd._broken is False
+    with caplog.at_level("CRITICAL", logger="concurrent.futures"):
+        futures = [herd.submit(int) for _ in range(5)]
+        gate.set()
+        for future in futures:
+            assert isinstance(future.exception(timeout=10), BrokenHerd)
+    # Reported where ThreadPoolExecutor reports it.
+    assert {r.name for r in caplog.records} == {"concurrent.futures"}
+    assert "Exception in initializer" in caplog.text
+    assert "no database" in caplog.text
+    assert herd._broken == "A gopher initializer failed, the herd is not usable anymore"
+    with pytest.raises(BrokenHerd, match="the herd is not usable anymore"):
+        herd.submit(int)
+    herd.shutdown()
+    stats = herd.stats()
+    assert stats.submitted == stats.failed + stats.cancelled == 5
+
+
+def test_a_failing_initializer_is_reported_on_the_herds_own_logger(
+    make_herd: MakeHerd, caplog: pytest.LogCaptureFixture
+) -> None:
+    logger = logging.getLogger("my.app")
+    herd = make_herd(1, initializer=lambda: 1 / 0, logger=logger)
+    with caplog.at_level("CRITICAL"):
+        herd.submit(int).exception(timeout=10)
+    assert sorted(r.name for r in caplog.records) == ["concurrent.futures", "my.app"]
+
+
+def test_broken_herd_failures_reach_the_output(make_herd: MakeHerd) -> None:
+    def init() -> None:
+        raise ValueError
+
+    herd = make_herd(1, initializer=init, process=lambda w: Status.SUCCESS)
+    future = herd.send_work(Work("w"))
+    assert isinstance(future.exception(timeout=10), BrokenHerd)
+    herd.shutdown()
+    [work] = herd.output_chan()
+    assert (work.id, work.status) == ("w", Status.FAILURE)
+    assert isinstance(work.exception, BrokenHerd)
+
+
+def test_interpreter_exit_finishes_accepted_work() -> None:
+    result = run_python(
+        """
+        import sys, time
+        from herdexec import HerdExecutor
+        herd = HerdExecutor(2, backlog=None)
+        for n in range(4):
+            herd.submit(lambda n=n: (time.sleep(0.05), sys.stdout.write(f"done {n}\\n")))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(result.stdout.split("\n")[:-1]) == [f"done {n}" for n in range(4)]
+    assert result.stderr == ""
+
+
+def test_submit_during_interpreter_exit_raises() -> None:
+    result = run_python(
+        """
+        import atexit
+        from herdexec import HerdExecutor
+
+        @atexit.register
+        def late():
+            try:
+                herd.submit(id, None)
+            except RuntimeError as exc:
+                print("refused:", exc)
+
+        herd = HerdExecutor(2)
+        herd.submit(id, 1).result()
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "refused: cannot schedule new futures after interpreter shutdown\n"
+
+
+def test_a_blocked_submit_is_refused_at_interpreter_exit() -> None:
+    result = run_python(
+        """
+        import threading
+        from herdexec import HerdExecutor
+
+        herd = HerdExecutor(1)
+        gate = threading.Event()
+        herd.submit(gate.wait, 2)   # the only gopher waits, then finishes at exit
+
+        def blocked():
+            try:
+                herd.submit(print, "must not run")
+            except RuntimeError as exc:
+                print("refused:", exc, flush=True)
+
+        threading.Thread(target=blocked).start()
+        while herd.stats().waiting_submitters == 0:
+            gate.wait(0.001)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "refused: cannot schedule new futures after interpreter shutdown\n"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_forked_child_exits_without_waiting_for_the_parents_gophers() -> None:
+    result = run_python(
+        """
+        import os, warnings
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads
+        from herdexec import HerdExecutor
+        herd = HerdExecutor(2)
+        herd.submit(int).result()
+        pid = os.fork()
+        if pid == 0:
+            raise SystemExit(0)  # a normal exit runs the interpreter's exit hooks
+        _, status = os.waitpid(pid, 0)
+        print("child", os.waitstatus_to_exitcode(status))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "child 0\n"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_fork_while_a_herd_runs() -> None:
+    result = run_python(
+        """
+        import os, warnings
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads
+        from herdexec import HerdExecutor
+        with HerdExecutor(2) as herd:
+            herd.submit(int).result()
+            pid = os.fork()
+            if pid == 0:
+                with HerdExecutor(1) as child:
+                    os._exit(0 if child.submit(int, "7").result(timeout=10) == 7 else 1)
+            _, status = os.waitpid(pid, 0)
+            print("child", os.waitstatus_to_exitcode(status))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "child 0\n"
