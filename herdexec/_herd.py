@@ -35,6 +35,7 @@ import weakref
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from time import perf_counter
 from typing import Any, Final
 
@@ -478,10 +479,9 @@ class Herd:
                 item = ready.get()
                 if item is _WAKE:
                     # Woken, not given work: its idle token no longer stands for it.
-                    try:
+                    # (None left: one was taken for a work that someone else got.)
+                    with suppress(queue.Empty):
                         self._idle.get_nowait()
-                    except queue.Empty:
-                        pass  # taken for a work that someone else got; no matter
             elif item is None:
                 item = self._due_pop() if self._due else None
                 if item is None:

@@ -53,7 +53,7 @@ def test_send_work_needs_a_process(make_herd: MakeHerd) -> None:
 
 def test_send_work_takes_only_work(make_herd: MakeHerd) -> None:
     herd = make_herd(1, process=add_ten)
-    with pytest.raises(TypeError, match="send_work\\(\\) takes a herdexec.Work, not int"):
+    with pytest.raises(TypeError, match=r"send_work\(\) takes a herdexec.Work, not int"):
         herd.send_work(5)  # type: ignore[arg-type]
 
 
@@ -72,7 +72,7 @@ def test_send_work_timeout_leaves_the_work_untouched(make_herd: MakeHerd) -> Non
         return Status.SUCCESS
 
     herd = make_herd(0, process=process)
-    with pytest.raises(TimeoutError, match="no gopher took the work within 0.05 seconds"):
+    with pytest.raises(TimeoutError, match=r"no gopher took the work within 0\.05 seconds"):
         herd.send_work(Work("late"), timeout=0.05)
     herd.herd_size = 1
     herd.send_work(Work("on time"), timeout=10).result(timeout=10)

@@ -66,7 +66,7 @@ RESOURCES = ("walltime", "cpu")
 TEST_TIMEOUT = 60.0
 # A test that is expected to deadlock runs in a child killed after this long. It only
 # bounds the wait: a test that would pass and needs longer just counts as deadlocked.
-APART_TIMEOUT = 15.0
+APART_TIMEOUT = 5.0
 
 # The child interpreters' hook acts on this variable, "<pid of the run>:<mode name>".
 _ENV = "HERDEXEC_CPYTHON_TESTS"
@@ -136,22 +136,7 @@ _CANNOT_APPLY_WITHOUT_BACKLOG = {
 }
 # HerdExecutor bugs these tests found (docs/stdlib-compat.md has a reproduction of each).
 # Remove an entry once its bug is fixed: the run then fails with "passed, but is listed".
-_KNOWN_BUGS = {
-    "ThreadPoolExecutorTest.test_hang_global_shutdown_lock": Exclusion(
-        "BUG fork: a forked child inherits _live_herds; its exit hook (run by"
-        " multiprocessing's threading._shutdown()) joins gophers that do not exist there",
-        hangs=True,
-    ),
-    "ThreadPoolShutdownTest.test_threads_terminate": Exclusion(
-        "BUG spawn: a new gopher that finds the ready queue empty leaves a stale idle"
-        " token, so the next work waits in the queue: 2 threads for 3 works, then a deadlock",
-        hangs=True,
-    ),
-    "ThreadPoolFailingInitializerTest.test_initializer": Exclusion(
-        "BUG initializer: HerdExecutor has no _broken flag, and it logs the initializer's"
-        " failure on the 'herdexec' logger, where ThreadPoolExecutor uses 'concurrent.futures'"
-    ),
-}
+_KNOWN_BUGS: dict[str, Exclusion] = {}
 
 MODES = (
     Mode("backlog=None", UnboundedHerdExecutor, dict(_CANNOT_APPLY), dict(_KNOWN_BUGS)),
