@@ -136,6 +136,9 @@ class _State(enum.Enum):
     BROKEN = "broken"  # an initializer raised; sticky
 
 
+_OPEN: Final = _State.OPEN  # read on every submit and every finished work
+
+
 class Item:
     """A work on its way through the herd: the future and the call that settles it."""
 
@@ -327,22 +330,22 @@ class Herd:
             TimeoutError: No slot came free within ``timeout``; the work was not
                 accepted.
         """
+        # The path every submit takes: kept short, as ThreadPoolExecutor's is.
         slots = self._slots
-        if self._state is not _State.OPEN or _interpreter_exiting:
-            with self._lock:
-                self._check_open_locked()
-        if slots is not None:
-            try:
-                slots.get_nowait()
-            except queue.Empty:
-                self._wait_for_slot(slots, timeout)
+        if slots is not None and not _take(slots):
+            self._wait_for_slot(slots, timeout)
         with self._lock:
-            if self._state is not _State.OPEN or _interpreter_exiting:
+            if self._state is not _OPEN or _interpreter_exiting:
                 if slots is not None:
                     slots.put(None)
                 self._check_open_locked()
             self._submitted += 1
-            self._dispatch_locked(item)
+            # Queue the work first, so that a gopher started for it finds it: an idle
+            # token must never stand for a gopher that is in fact busy, or a later work
+            # would wait for a gopher that is not coming.
+            self._ready.put(item)
+            if not _take(self._idle) and self._alive < self._size:  # else an idle one takes it
+                self._spawn_locked()
 
     def _wait_for_slot(self, slots: queue.SimpleQueue[object], timeout: float | None) -> None:
         with self._lock:
@@ -375,20 +378,6 @@ class Herd:
         if self._slots is not None:
             for _ in range(self._waiting):
                 self._slots.put(_REFUSED)
-
-    def _dispatch_locked(self, item: Item) -> None:
-        """Queue ``item`` for the gophers, starting one if none is idle and there is room.
-
-        The work goes on the queue first, so that a gopher started for it finds it:
-        an idle token must never stand for a gopher that is in fact busy, or a later
-        work would wait for a gopher that is not coming.
-        """
-        self._ready.put(item)
-        try:
-            self._idle.get_nowait()  # an idle gopher will take it
-        except queue.Empty:
-            if self._alive < self._size:
-                self._spawn_locked()
 
     def _wake_for_due_locked(self) -> None:
         """Work waits in the due queue: see that a gopher looks there."""
@@ -485,11 +474,7 @@ class Herd:
             elif item is None:
                 item = self._due_pop() if self._due else None
                 if item is None:
-                    try:
-                        item = ready.get_nowait()
-                    except queue.Empty:
-                        self._idle.put(None)
-                        item = _WAIT
+                    item = self._read_or_idle()
             elif item is _WAKE:
                 item = _GONE if self._should_leave(tally, marker=True) else None
             else:
@@ -569,21 +554,26 @@ class Herd:
         tally[_RUNNING] = 0
         if item.slot and self._slots is not None:
             self._give_back_slot()
-        if (self._alive > self._size or self._state is not _State.OPEN) and self._should_leave(
-            tally
-        ):
+        if (self._alive > self._size or self._state is not _OPEN) and self._should_leave(tally):
             return _GONE
         if self._due:
             due = self._due_pop()
             if due is not None:
                 return due
-        try:
-            return self._ready.get_nowait()
-        except queue.Empty:
-            # Promise to read the queue before settling the future, so that whoever
-            # the result wakes finds this gopher idle rather than starting another.
-            self._idle.put(None)
-            return _WAIT
+        # Read (or promise to read) the queue before the future settles, so that whoever
+        # the result wakes finds this gopher idle rather than starting another.
+        return self._read_or_idle()
+
+    def _read_or_idle(self) -> Item:
+        """The next work on the ready queue, or _WAIT once this gopher's idle token is in."""
+        ready = self._ready
+        if not ready.empty():  # cheaper than an Empty raised on every idle moment
+            try:
+                return ready.get_nowait()
+            except queue.Empty:
+                pass
+        self._idle.put(None)
+        return _WAIT
 
     def _hand_back(self, item: Item, tally: list[Any]) -> bool:
         """A gopher that the herd shrank under is about to start ``item``: if it is
@@ -602,7 +592,7 @@ class Herd:
             if (
                 self._alive > self._size
                 or self._state is _State.BROKEN
-                or (self._state is not _State.OPEN and not self._outstanding_locked())
+                or (self._state is not _OPEN and not self._outstanding_locked())
             ):
                 self._depart_locked(tally)
                 self._wind_down_if_finished_locked()
@@ -848,6 +838,17 @@ class Herd:
                 space.put(None)
             yield work
             del work
+
+
+def _take(tokens: queue.SimpleQueue[Any]) -> bool:
+    """Take a token if there is one, without the cost of raising Empty when there is not."""
+    if tokens.empty():
+        return False
+    try:
+        tokens.get_nowait()
+    except queue.Empty:
+        return False
+    return True
 
 
 def _check_delay(delay: object, attempt: int) -> float:

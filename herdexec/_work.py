@@ -71,11 +71,12 @@ class HerdFuture(Future[T]):
     on it and cancels the retry.
     """
 
+    # Set by the herd while a retry waits, so cancel() can take it back.
+    _withdraw: Callable[[HerdFuture[Any]], None] | None = None
+
     def __init__(self, work: Work) -> None:
         super().__init__()
         self._work = work
-        # Set by the herd while a retry waits, so cancel() can take it back.
-        self._withdraw: Callable[[HerdFuture[Any]], None] | None = None
 
     @property
     def work(self) -> Work:
