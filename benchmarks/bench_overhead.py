@@ -83,11 +83,13 @@ def measure(workers: Iterable[int], tasks: int, rounds: int) -> list[Row]:
                 pool_times, herd_times = [], []
                 for _ in range(rounds):  # interleaved, so drift hits both alike
                     pool_times.append(
-                        per_task_seconds(lambda: ThreadPoolExecutor(count), workload, tasks)
+                        per_task_seconds(lambda c=count: ThreadPoolExecutor(c), workload, tasks)
                     )
                     herd_times.append(
                         per_task_seconds(
-                            lambda: HerdExecutor(count, backlog=backlog), workload, tasks
+                            lambda c=count, b=backlog: HerdExecutor(c, backlog=b),
+                            workload,
+                            tasks,
                         )
                     )
                 rows.append(
