@@ -316,8 +316,12 @@ class Herd:
         return total
 
     def _outstanding_locked(self) -> int:
-        done = self._tally_locked()
-        return int(self._submitted - done[_SUCCEEDED] - done[_FAILED] - done[_CANCELLED])
+        """Accepted works not yet ended; reads only the three counts it needs, since
+        every gopher leaving a large herd asks."""
+        ended = 0
+        for tally in (self._retired, *self._tallies.values()):
+            ended += tally[_SUCCEEDED] + tally[_FAILED] + tally[_CANCELLED]
+        return int(self._submitted - ended)
 
     # -- intake ----------------------------------------------------------------------
 
