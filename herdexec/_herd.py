@@ -23,15 +23,10 @@ down, as an unreferenced ``ThreadPoolExecutor`` does.
 from __future__ import annotations
 
 import enum
-import heapq
 import itertools
 import logging
-import math
-import os
 import queue
 import threading
-import time
-import weakref
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -39,8 +34,23 @@ from contextlib import suppress
 from time import perf_counter
 from typing import Any, Final
 
+from . import _lifecycle
 from ._exceptions import BrokenHerd, Retry, WorkFailed
+from ._output import Output
+from ._retries import RetryTimer
 from ._stats import HerdStats
+from ._tally import (
+    BUCKET0,
+    CANCELLED,
+    COUNTS,
+    DURATION_BUCKETS,
+    FAILED,
+    RETRIED,
+    RUNNING,
+    SECONDS,
+    SUCCEEDED,
+    new_tally,
+)
 from ._work import HerdFuture, Status, Work
 
 __all__ = ["Callbacks", "Herd", "Item"]
@@ -51,44 +61,6 @@ Callbacks = tuple[
     "Callable[[Work], object] | None",
 ]
 
-# Interpreter exit, handled as concurrent.futures.thread does it: after the flag is up no
-# herd accepts work, and every live herd finishes what it accepted before the
-# interpreter joins its threads.
-_live_herds: weakref.WeakSet[Herd] = weakref.WeakSet()
-_interpreter_exiting = False
-_global_lock = threading.Lock()
-
-
-def _python_exit() -> None:
-    global _interpreter_exiting
-    with _global_lock:
-        _interpreter_exiting = True
-        herds = list(_live_herds)
-    for herd in herds:
-        herd.shutdown()
-    for herd in herds:
-        herd.join()
-
-
-# Runs before non-daemon threads are joined, like ThreadPoolExecutor's hook (bpo-39812).
-threading._register_atexit(_python_exit)  # type: ignore[attr-defined]
-
-
-def _after_fork_in_child() -> None:
-    # A child of fork() must not inherit a held lock (bpo-45021), nor wait at exit for
-    # gophers that stayed behind in the parent.
-    global _live_herds
-    _global_lock._at_fork_reinit()  # type: ignore[attr-defined]
-    _live_herds = weakref.WeakSet()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(
-        before=_global_lock.acquire,
-        after_in_child=_after_fork_in_child,
-        after_in_parent=_global_lock.release,
-    )
-
 # Where ThreadPoolExecutor reports a failed initializer; monitoring that watches it for
 # thread pools keeps working for herds.
 _STDLIB_LOGGER: Final = logging.getLogger("concurrent.futures")
@@ -97,36 +69,6 @@ _SHUTDOWN_MESSAGE: Final = "cannot schedule new futures after shutdown"
 _EXIT_MESSAGE: Final = "cannot schedule new futures after interpreter shutdown"
 _CLOSED_MESSAGE: Final = "cannot schedule new futures after close_input()"
 _BROKEN_MESSAGE: Final = "A gopher initializer failed, the herd is not usable anymore"
-
-# A tally: one list per gopher, written by that gopher alone, so counting takes no lock.
-# Outcome counts, 1 while it runs a work, the seconds its attempts took, and how many
-# attempts fell in each DURATION_BUCKETS bucket.
-_SUCCEEDED, _FAILED, _CANCELLED, _RETRIED, _RUNNING, _SECONDS = range(6)
-_COUNTS: Final = (_SUCCEEDED, _FAILED, _CANCELLED, _RETRIED)
-_BUCKET0: Final = 6
-
-#: Upper bounds, in seconds, of the work-duration histogram (Prometheus' defaults).
-DURATION_BUCKETS: Final = (
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.075,
-    0.1,
-    0.25,
-    0.5,
-    0.75,
-    1.0,
-    2.5,
-    5.0,
-    7.5,
-    10.0,
-    math.inf,
-)
-
-
-def _new_tally() -> list[Any]:
-    return [0, 0, 0, 0, 0, 0.0] + [0] * len(DURATION_BUCKETS)
 
 
 class _State(enum.Enum):
@@ -168,7 +110,6 @@ _WAKE: Final = Item.__new__(Item)
 # What Herd._after tells the gopher besides its next work.
 _WAIT: Final = Item.__new__(Item)  # idle token given: block on the ready queue
 _GONE: Final = Item.__new__(Item)  # departed: end the thread
-_END: Final = Work("<end of output>")  # output_chan() ends
 _REFUSED: Final = object()
 
 
@@ -229,30 +170,22 @@ class Herd:
         # Served before the ready queue: retries whose backoff is over, and works that a
         # gopher handed back because the herd shrank under it.
         self._due: deque[Item] = deque()
-        self._timed: list[tuple[float, int, Item]] = []  # retries in backoff: a heap
-        self._timed_order = itertools.count()
-        self._timer: threading.Thread | None = None
-        self._timer_wake = threading.Condition(self._lock)
+        self._backoffs: RetryTimer[Item] = RetryTimer(
+            self._lock, f"{thread_name_prefix}_retries", self._due_locked, self._changed.notify_all
+        )
 
         # Finished work for output_chan(); a bounded output also has space tokens.
-        self._output: queue.SimpleQueue[Work] | None = None
-        self._output_space: queue.SimpleQueue[None] | None = None
-        if output is not None:
-            self._output = queue.SimpleQueue()
-            if output:
-                self._output_space = queue.SimpleQueue()
-                for _ in range(output):
-                    self._output_space.put(None)
-        self._ended = False  # _END is on the output, gophers sent away
+        # Finished work for output_chan(), when it is on.
+        self._output = None if output is None else Output(output)
+        self._ended = False  # no work can come any more: gophers sent away, output ended
 
         self._submitted = 0
         # One tally per live gopher, written by it alone; keyed by identity, since two
         # tallies with the same counts are equal lists.
         self._tallies: dict[int, list[Any]] = {}
-        self._retired = _new_tally()  # departed gophers' tallies, and the rare paths'
+        self._retired = new_tally()  # departed gophers' tallies, and the rare paths'
 
-        with _global_lock:
-            _live_herds.add(self)
+        _lifecycle.register(self)
 
     # -- reading ---------------------------------------------------------------------
 
@@ -288,7 +221,7 @@ class Herd:
     def stats(self) -> HerdStats:
         with self._lock:
             tally = self._tally_locked()
-            busy = tally[_RUNNING]
+            busy = tally[RUNNING]
             idle = max(0, self._alive - busy)
             queued = self._ready.qsize() - self._marks
             return HerdStats(
@@ -297,15 +230,15 @@ class Herd:
                 idle=idle,
                 waiting_submitters=self._waiting,
                 backlog=max(0, queued - idle),  # what the idle gophers cannot take now
-                pending_retries=sum(not i.slot for i in self._due) + len(self._timed),
+                pending_retries=sum(not i.slot for i in self._due) + len(self._backoffs),
                 submitted=self._submitted,
-                succeeded=tally[_SUCCEEDED],
-                retried=tally[_RETRIED],
-                failed=tally[_FAILED],
-                cancelled=tally[_CANCELLED],
+                succeeded=tally[SUCCEEDED],
+                retried=tally[RETRIED],
+                failed=tally[FAILED],
+                cancelled=tally[CANCELLED],
                 duration_buckets=DURATION_BUCKETS,
-                duration_counts=tuple(tally[_BUCKET0:]),
-                duration_sum=tally[_SECONDS],
+                duration_counts=tuple(tally[BUCKET0:]),
+                duration_sum=tally[SECONDS],
             )
 
     def _tally_locked(self) -> list[Any]:
@@ -320,7 +253,7 @@ class Herd:
         every gopher leaving a large herd asks."""
         ended = 0
         for tally in (self._retired, *self._tallies.values()):
-            ended += tally[_SUCCEEDED] + tally[_FAILED] + tally[_CANCELLED]
+            ended += tally[SUCCEEDED] + tally[FAILED] + tally[CANCELLED]
         return int(self._submitted - ended)
 
     # -- intake ----------------------------------------------------------------------
@@ -339,7 +272,7 @@ class Herd:
         if slots is not None and not _take(slots):
             self._wait_for_slot(slots, timeout)
         with self._lock:
-            if self._state is not _OPEN or _interpreter_exiting:
+            if self._state is not _OPEN or _lifecycle.exiting:
                 if slots is not None:
                     slots.put(None)
                 self._check_open_locked()
@@ -367,11 +300,11 @@ class Herd:
                 self._check_open_locked()
 
     def _check_open_locked(self) -> None:
-        if self._state is _State.OPEN and not _interpreter_exiting:
+        if self._state is _State.OPEN and not _lifecycle.exiting:
             return
         if self._state is _State.BROKEN:
             raise BrokenHerd(_BROKEN_MESSAGE)
-        if _interpreter_exiting:
+        if _lifecycle.exiting:
             raise RuntimeError(_EXIT_MESSAGE)
         if self._state is _State.CLOSED:
             raise RuntimeError(_CLOSED_MESSAGE)
@@ -391,7 +324,7 @@ class Herd:
             self._wake_locked(1)  # an idle gopher wakes; else a busy one reads it later
 
     def _spawn_locked(self) -> None:
-        tally = _new_tally()
+        tally = new_tally()
         name = f"{self._prefix}_{next(self._thread_numbers)}"
         thread = threading.Thread(name=name, target=self._gopher_main, args=(tally,))
         thread.start()
@@ -483,13 +416,13 @@ class Herd:
                 item = _GONE if self._should_leave(tally, marker=True) else None
             else:
                 # Busy from here, before the check, so that busy never undercounts.
-                tally[_RUNNING] = 1
+                tally[RUNNING] = 1
                 if self._alive > self._size and self._hand_back(item, tally):
                     item = _GONE
                 elif item.future.set_running_or_notify_cancel():
                     item = self._run(item, tally)
                 else:
-                    tally[_CANCELLED] += 1
+                    tally[CANCELLED] += 1
                     item = self._after(item, tally)
 
     def _due_pop(self) -> Item | None:
@@ -519,8 +452,8 @@ class Herd:
                     f"process() must return a herdexec.Status, not {type(value).__name__}"
                 )
         seconds = perf_counter() - started
-        tally[_SECONDS] += seconds
-        tally[_BUCKET0 + bisect_left(DURATION_BUCKETS, seconds)] += 1
+        tally[SECONDS] += seconds
+        tally[BUCKET0 + bisect_left(DURATION_BUCKETS, seconds)] += 1
         work.exception = exception
         if status is Status.RETRY:
             if work.retries < self._max_retries:
@@ -546,16 +479,14 @@ class Herd:
         elif self._on_failure is not None:
             self._call_back(self._on_failure, work)
         if self._output is not None:
-            if self._output_space is not None:
-                self._output_space.get()  # a bounded output waits for its reader
-            self._output.put(work)
-        tally[_SUCCEEDED if status is Status.SUCCESS else _FAILED] += 1
+            self._output.put(work)  # a bounded output waits for its reader
+        tally[SUCCEEDED if status is Status.SUCCESS else FAILED] += 1
         if self._max_retries:
             item.future._withdraw = None
 
     def _after(self, item: Item, tally: list[Any]) -> Item:
         """A gopher is done with ``item``: its next work, _WAIT or _GONE."""
-        tally[_RUNNING] = 0
+        tally[RUNNING] = 0
         if item.slot and self._slots is not None:
             self._give_back_slot()
         if (self._alive > self._size or self._state is not _OPEN) and self._should_leave(tally):
@@ -607,7 +538,7 @@ class Herd:
         """This gopher's thread ends: fold its tally into the herd's."""
         self._alive -= 1
         del self._tallies[id(tally)]
-        tally[_RUNNING] = 0
+        tally[RUNNING] = 0
         for field, count in enumerate(tally):
             self._retired[field] += count
         if self._due and self._state is not _State.BROKEN:
@@ -626,7 +557,7 @@ class Herd:
                 break
         self._wake_locked(self._alive)
         if self._output is not None:
-            self._output.put(_END)
+            self._output.end()
         self._changed.notify_all()
 
     def _call_back(self, callback: Callable[[Work], object], work: Work) -> None:
@@ -662,39 +593,23 @@ class Herd:
         with self._lock:
             broken = self._state is _State.BROKEN
             if not broken:
-                tally[_RETRIED] += 1
+                tally[RETRIED] += 1
                 future._withdraw = self._withdraw
                 if delay <= 0:
                     self._due.append(item)
                 else:
-                    self._schedule_locked(item, delay)
+                    timer = self._backoffs.add_locked(item, delay)
+                    if timer is not None:
+                        self._threads.add(timer)
         if broken:
             self._fail_broken(item)
         return self._after(item, tally)
 
-    def _schedule_locked(self, item: Item, delay: float) -> None:
-        entry = (time.monotonic() + delay, next(self._timed_order), item)
-        heapq.heappush(self._timed, entry)
-        if self._timer is None:
-            self._timer = threading.Thread(name=f"{self._prefix}_retries", target=self._timer_main)
-            self._timer.start()
-            self._threads.add(self._timer)
-        elif self._timed[0] is entry:
-            self._timer_wake.notify()
-
-    def _timer_main(self) -> None:
-        """Move retries whose backoff has passed to the due queue; ends when none wait."""
-        with self._lock:
-            while self._timed:
-                due = self._timed[0][0] - time.monotonic()
-                if due > 0:
-                    self._timer_wake.wait(due)
-                    continue
-                self._due.append(heapq.heappop(self._timed)[2])
-                if self._state is not _State.BROKEN:
-                    self._wake_for_due_locked()
-            self._timer = None
-            self._changed.notify_all()
+    def _due_locked(self, item: Item) -> None:
+        """A retry's backoff is over: first in line for the next free gopher."""
+        self._due.append(item)
+        if self._state is not _State.BROKEN:
+            self._wake_for_due_locked()
 
     def _withdraw(self, future: HerdFuture[Any]) -> None:
         """Take back a waiting retry whose future was just cancelled."""
@@ -702,7 +617,7 @@ class Herd:
             item = self._remove_retry_locked(future)
             if item is None:
                 return  # a gopher got there first and will see the cancellation
-            self._retired[_CANCELLED] += 1
+            self._retired[CANCELLED] += 1
             self._wind_down_if_finished_locked()
         future._withdraw = None
         future.set_running_or_notify_cancel()  # tells wait() and as_completed()
@@ -712,14 +627,7 @@ class Herd:
             if item.future is future:
                 self._due.remove(item)
                 return item
-        for index, entry in enumerate(self._timed):
-            if entry[2].future is future:
-                self._timed[index] = self._timed[-1]
-                self._timed.pop()
-                heapq.heapify(self._timed)
-                self._timer_wake.notify()
-                return entry[2]
-        return None
+        return self._backoffs.remove_locked(lambda item: item.future is future)
 
     # -- breaking, closing, shutting down --------------------------------------------
 
@@ -736,10 +644,8 @@ class Herd:
         for marker in markers:
             self._ready.put(marker)
         waiting += self._due
-        waiting += (entry[2] for entry in self._timed)
+        waiting += self._backoffs.take_all_locked()
         self._due.clear()
-        self._timed.clear()
-        self._timer_wake.notify()
         return waiting
 
     def _break(self, tally: list[Any]) -> None:
@@ -755,16 +661,16 @@ class Herd:
 
     def _fail_broken(self, item: Item) -> None:
         """Fail a work that a broken herd will never run."""
-        tally = _new_tally()
+        tally = new_tally()
         future = item.future
         running = future.set_running_or_notify_cancel()
         exception = future.work.exception = BrokenHerd(_BROKEN_MESSAGE)
         if running:
             self._record(item, Status.FAILURE, tally)
         else:
-            tally[_CANCELLED] += 1
+            tally[CANCELLED] += 1
         with self._lock:
-            for field in _COUNTS:
+            for field in COUNTS:
                 self._retired[field] += tally[field]
             self._wind_down_if_finished_locked()
         if running:
@@ -787,7 +693,7 @@ class Herd:
             cancelled: list[Item] = []
             if cancel_futures:
                 cancelled = self._take_waiting_locked()
-                self._retired[_CANCELLED] += len(cancelled)
+                self._retired[CANCELLED] += len(cancelled)
             self._wind_down_if_finished_locked()
         for item in cancelled:
             # Cancelling runs the future's callbacks, which may call back into the herd:
@@ -800,7 +706,7 @@ class Herd:
         """Wait until every accepted work has ended and every thread has exited."""
         warned = False
         with self._lock:
-            while self._alive or self._timer is not None or self._outstanding_locked():
+            while self._alive or self._backoffs.thread or self._outstanding_locked():
                 if warned or self._size or self._alive:
                     self._changed.wait()
                     continue
@@ -824,24 +730,14 @@ class Herd:
                 thread.join()
         with self._lock:
             self._threads.difference_update(t for t in threads if not t.is_alive())
-        with _global_lock:
-            _live_herds.discard(self)
+        _lifecycle.forget(self)
 
     # -- output ----------------------------------------------------------------------
 
     def output(self) -> Iterator[Work]:
         """Finished works in completion order, until none can come any more."""
         assert self._output is not None
-        output, space = self._output, self._output_space
-        while True:
-            work = output.get()
-            if work is _END:
-                output.put(_END)  # for the other readers
-                return
-            if space is not None:
-                space.put(None)
-            yield work
-            del work
+        return iter(self._output)
 
 
 def _take(tokens: queue.SimpleQueue[Any]) -> bool:

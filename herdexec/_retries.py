@@ -1,0 +1,91 @@
+"""Retries waiting out their backoff: a heap by due time, and a thread to wake them.
+
+A waiting retry holds no gopher: it sits here until its time comes, then goes to the
+herd's due queue, which gophers serve before new work. The thread exists only while a
+retry waits, so a herd that never backs off never starts it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+__all__ = ["RetryTimer"]
+
+T = TypeVar("T")
+
+
+class RetryTimer(Generic[T]):
+    """The retries in backoff of one herd, guarded by the herd's lock.
+
+    Args:
+        lock: The herd's lock; every ``*_locked`` method is called holding it, and the
+            callbacks run holding it.
+        name: The timer thread's name.
+        on_due: Called with a retry whose backoff is over.
+        on_idle: Called when the thread ends, the last retry gone.
+    """
+
+    def __init__(
+        self,
+        lock: threading.Lock,
+        name: str,
+        on_due: Callable[[T], None],
+        on_idle: Callable[[], None],
+    ) -> None:
+        self._lock = lock
+        self._wake = threading.Condition(lock)
+        self._name = name
+        self._on_due = on_due
+        self._on_idle = on_idle
+        self._heap: list[tuple[float, int, T]] = []
+        self._order = itertools.count()  # ties keep their order; items never compare
+        self.thread: threading.Thread | None = None
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def add_locked(self, item: T, delay: float) -> threading.Thread | None:
+        """Wake ``item`` after ``delay`` seconds; returns the thread if it had to start."""
+        entry = (time.monotonic() + delay, next(self._order), item)
+        heapq.heappush(self._heap, entry)
+        if self.thread is None:
+            self.thread = threading.Thread(name=self._name, target=self._main)
+            self.thread.start()
+            return self.thread
+        if self._heap[0] is entry:
+            self._wake.notify()  # sooner than what the thread sleeps for
+        return None
+
+    def remove_locked(self, matches: Callable[[T], bool]) -> T | None:
+        """Take out the first waiting retry that ``matches``, if any."""
+        for index, entry in enumerate(self._heap):
+            if matches(entry[2]):
+                self._heap[index] = self._heap[-1]
+                self._heap.pop()
+                heapq.heapify(self._heap)
+                self._wake.notify()
+                return entry[2]
+        return None
+
+    def take_all_locked(self) -> list[T]:
+        """Take out every waiting retry (the thread then ends)."""
+        items = [entry[2] for entry in self._heap]
+        self._heap.clear()
+        self._wake.notify()
+        return items
+
+    def _main(self) -> None:
+        with self._lock:
+            while self._heap:
+                wait = self._heap[0][0] - time.monotonic()
+                if wait > 0:
+                    self._wake.wait(wait)
+                    continue
+                self._on_due(heapq.heappop(self._heap)[2])
+            self.thread = None
+            self._on_idle()
