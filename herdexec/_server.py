@@ -268,8 +268,10 @@ class _Handler(WSGIRequestHandler):
 
     server: _Listener
     timeout = _CLIENT_TIMEOUT
-    # wsgiref writes the status line, the headers and the body separately: without
-    # this, Nagle's algorithm holds the last ones back for the client's delayed ACK.
+    # Buffered, so that the status line, the headers and the body leave in one send():
+    # while gophers hold the GIL, every system call costs the handler a wait for it.
+    wbufsize = -1
+    # And an answer larger than the buffer is not held back for the client's delayed ACK.
     disable_nagle_algorithm = True
 
     def get_stderr(self) -> _LogStream:
