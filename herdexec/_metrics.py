@@ -69,8 +69,9 @@ def track(executor: HerdExecutor, registry: CollectorRegistry) -> None:
     with _collectors_lock:
         collector = _collectors.get(registry)
         if collector is None:
-            collector = _collectors[registry] = _HerdCollector()
-            registry.register(collector)
+            collector = _HerdCollector()
+            registry.register(collector)  # raises if the registry has these names already
+            _collectors[registry] = collector
     if not collector.add(executor):
         executor.logger.warning(
             "another live herd in this registry is named %r: their metrics add up under"

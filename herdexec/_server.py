@@ -203,6 +203,8 @@ class ControlServer:
         try:
             self._listener.finish_request(connection, client)
             _linger(connection)
+        except OSError as exc:  # the client went quiet for too long, or went away
+            self._logger.debug("control server: connection from %s ended: %r", client[0], exc)
         except Exception:
             self._logger.exception("control server: error serving %s", client[0])
         finally:

@@ -252,3 +252,11 @@ def test_the_registrys_other_metrics_are_served(
 ) -> None:
     Counter("app_requests", "The application's own.", registry=registry).inc(3)
     assert scrape(server)[("app_requests_total", ())] == 3
+
+
+def test_a_registry_that_has_these_names_already_is_refused_every_time() -> None:
+    registry = CollectorRegistry()
+    Counter("herdexec_success", "Someone else's.", registry=registry)
+    for _ in range(2):
+        with pytest.raises(ValueError, match="Duplicated"):
+            HerdExecutor(1, registry=registry)

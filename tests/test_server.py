@@ -290,6 +290,18 @@ def test_a_stuck_client_does_not_hold_the_server_up(server: ControlServer) -> No
         assert call_json(server, "PATCH", "/herd", b'{"num": 3}')[0] == 200
 
 
+def test_a_silent_client_is_dropped_after_the_timeout(
+    server: ControlServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(_Handler, "timeout", 0.2)
+    with caplog.at_level(logging.DEBUG, logger="herdexec"):
+        with socket.create_connection((server.host, server.port)) as silent:
+            silent.settimeout(10)
+            assert silent.recv(4096) == b""  # the server hung up on it
+        assert call_json(server, "GET", "/herd")[0] == 200
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
 def test_requests_are_logged_through_the_herds_logger_not_stderr(
     make_herd: Callable[..., HerdExecutor],
     caplog: pytest.LogCaptureFixture,
