@@ -78,6 +78,7 @@ class HerdExecutor(Executor):
     Raises:
         TypeError: An argument has the wrong type.
         ValueError: An argument is out of range.
+        OSError: ``addr`` cannot be served (see :meth:`serve`).
     """
 
     # Unique default thread names, as ThreadPoolExecutor numbers its own.

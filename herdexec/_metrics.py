@@ -90,22 +90,28 @@ def untrack(executor: HerdExecutor, registry: CollectorRegistry) -> None:
 
 
 class _HerdCollector(Collector):
-    """Every live herd of one registry, read when the registry is scraped."""
+    """Every live herd of one registry, by name, read when the registry is scraped."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._herds: weakref.WeakSet[HerdExecutor] = weakref.WeakSet()
+        # Grouped by name, so that adding a herd costs the same however many are live.
+        self._by_name: dict[str, weakref.WeakSet[HerdExecutor]] = {}
 
     def add(self, executor: HerdExecutor) -> bool:
         """Track ``executor``; False if another live herd already has its name."""
         with self._lock:
-            unique = all(herd.name != executor.name for herd in self._herds)
-            self._herds.add(executor)
+            herds = self._by_name.setdefault(executor.name, weakref.WeakSet())
+            unique = not herds
+            herds.add(executor)
         return unique
 
     def discard(self, executor: HerdExecutor) -> None:
         with self._lock:
-            self._herds.discard(executor)
+            herds = self._by_name.get(executor.name)
+            if herds is not None:
+                herds.discard(executor)
+                if not herds:
+                    del self._by_name[executor.name]
 
     def describe(self) -> Iterator[Metric]:
         # Lets the registry check names without a scrape (prometheus_client calls
@@ -114,11 +120,12 @@ class _HerdCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
-            herds = list(self._herds)
-        by_name: dict[str, list[HerdStats]] = {}
-        for herd in herds:
-            by_name.setdefault(herd.name, []).append(herd.stats())
-        return _families(by_name)
+            live = {name: list(herds) for name, herds in self._by_name.items()}
+            for name, herds in live.items():
+                if not herds:  # all collected without shutdown(): forget the name
+                    del self._by_name[name]
+        # stats() takes each herd's lock: not under ours.
+        return _families({name: [h.stats() for h in hs] for name, hs in live.items() if hs})
 
 
 def _families(by_name: dict[str, list[HerdStats]]) -> Iterator[Metric]:

@@ -2,8 +2,9 @@
 
 A stdlib WSGI server (:mod:`wsgiref`) with a thread per connection, so that neither a herd
 saturated with CPU-bound work nor a client that connects and goes quiet can hold the
-control plane up: a busy herd only costs the server its share of the GIL, and a stuck
-client only its own thread, which the socket timeout frees. What the server answers is
+control plane up: a busy herd makes the server wait for the GIL at each system call
+(docs/server.md has the figures) but never starves it, and a stuck client holds only its
+own thread, which the socket timeout frees. What the server answers is
 :mod:`herdexec._routes`.
 
 ``close()`` has to leave no thread behind, even with clients stuck mid-request, so every
@@ -55,8 +56,8 @@ class ControlServer:
     :meth:`HerdExecutor.serve`).
 
     It answers ``GET``/``PATCH /herd`` and ``GET /metrics`` (see docs/server.md) until
-    :meth:`close`, which the executor's ``shutdown()`` calls too. It holds the executor,
-    so a serving herd stays alive until one of them is closed.
+    :meth:`close`, which the executor's ``shutdown()`` calls too. It holds the executor:
+    a herd that serves stays alive until the server is closed or the herd shut down.
 
     Use it as a context manager to close it on the way out.
     """
