@@ -9,11 +9,12 @@ import weakref
 from collections.abc import Callable, Iterator
 
 import pytest
-from http_helpers import call, call_json
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from herdexec import ControlServer, HerdExecutor, HerdStats, Retry
+
+from .http_helpers import call, call_json
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from http_helpers import call, call_json, raw
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
@@ -29,6 +28,8 @@ import herdexec
 from herdexec import ControlServer, HerdExecutor
 from herdexec._routes import MAX_BODY
 from herdexec._server import _Handler
+
+from .http_helpers import call, call_json, raw
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "quickstart.py"
 TOKEN = "s3cret-token"
