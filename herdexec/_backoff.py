@@ -12,7 +12,7 @@ class ExponentialBackoff:
 
     Pass an instance as ``HerdExecutor(backoff=...)``: the herd calls it with the retry's
     number (1 for the first retry). Jitter spreads retries that failed together so they
-    do not come back together: the delay is drawn from ``[d * (1 - jitter), d]``.
+    do not come back together: the delay is drawn from ``(d * (1 - jitter), d]``.
 
     Args:
         initial: The first retry's delay, in seconds.

@@ -15,6 +15,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent import futures
 from concurrent.futures import Executor
 from typing import Any, ParamSpec, TypeVar
 
@@ -33,8 +34,6 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 _logger = logging.getLogger("herdexec")
-
-WorkCallback = Callable[[Work], object]
 
 
 class HerdExecutor(Executor):
@@ -98,9 +97,9 @@ class HerdExecutor(Executor):
         backoff: Callable[[int], float] | None = None,
         backlog: int | None = 0,
         output: bool | int | None = None,
-        on_success: WorkCallback | None = None,
-        on_retry: WorkCallback | None = None,
-        on_failure: WorkCallback | None = None,
+        on_success: Callable[[Work], object] | None = None,
+        on_retry: Callable[[Work], object] | None = None,
+        on_failure: Callable[[Work], object] | None = None,
         logger: logging.Logger | None = None,
         name: str | None = None,
         addr: str | None = None,
@@ -160,6 +159,7 @@ class HerdExecutor(Executor):
             backoff=backoff,
             output=_output_capacity(output, process is not None),
             callbacks=(on_success, on_retry, on_failure),
+            name=self._name,
             logger=logger or _logger,
             own_logger=logger is not None,
         )
@@ -294,18 +294,18 @@ class HerdExecutor(Executor):
         if buffersize is None:
             buffersize = 2 * max(1, self._herd.size) + self._herd.bounded_backlog
         inputs = zip(*iterables, strict=False)
-        futures: deque[HerdFuture[T]] = deque()
+        in_flight: deque[HerdFuture[T]] = deque()
         late: Exception | None = None
         try:
             for args in itertools.islice(inputs, buffersize):
-                futures.append(self._submit_by(deadline, fn, args))
-        except TimeoutError as exc:
+                in_flight.append(self._submit_by(deadline, fn, args))
+        except futures.TimeoutError as exc:
             late = exc  # raised in order, once the results before it are out
         except BaseException:
-            for future in futures:
+            for future in in_flight:
                 future.cancel()
             raise
-        return _results(weakref.ref(self), fn, inputs, futures, deadline, late)
+        return _results(weakref.ref(self), fn, inputs, in_flight, deadline, late)
 
     def _submit_by(
         self, deadline: float | None, fn: Callable[..., T], args: tuple[Any, ...]
@@ -430,7 +430,7 @@ def _results(
     executor_ref: weakref.ref[HerdExecutor],
     fn: Callable[..., T],
     inputs: Iterator[tuple[Any, ...]],
-    futures: deque[HerdFuture[T]],
+    in_flight: deque[HerdFuture[T]],
     deadline: float | None,
     late: Exception | None,
 ) -> Iterator[T]:
@@ -449,18 +449,18 @@ def _results(
                     try:
                         if executor is None:
                             raise RuntimeError("the executor was collected during map()")
-                        futures.append(executor._submit_by(deadline, fn, args))
-                    except (TimeoutError, RuntimeError) as exc:
+                        in_flight.append(executor._submit_by(deadline, fn, args))
+                    except (futures.TimeoutError, RuntimeError) as exc:
                         late = exc
                     del executor
-            if not futures:
+            if not in_flight:
                 if late is not None:
                     raise late
                 return
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-            yield _result_or_cancel(futures.popleft(), timeout)
+            yield _result_or_cancel(in_flight.popleft(), timeout)
     finally:
-        for future in futures:
+        for future in in_flight:
             future.cancel()
 
 

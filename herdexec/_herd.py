@@ -10,10 +10,11 @@ serves due retries before it reads the queue, so they go before new intake.
 Why queues of tokens and not counters behind a lock: with the GIL, a lock that the
 submitting thread and the gophers both take on every work turns into a convoy (the
 holder waits for the GIL while everyone waits for it), costing a context switch per
-work. So the path every work takes uses only ``SimpleQueue`` operations, which are
-atomic in C, and counters that each gopher alone writes, just as ThreadPoolExecutor's
-hot path is one C queue. The herd's lock guards the rare paths: starting and stopping
-gophers, resizing, retries, refusals, shutdown and statistics.
+work. So a gopher's path through a work takes no lock at all: only ``SimpleQueue``
+operations, which are atomic in C, and counters that the gopher alone writes. A submit
+takes the herd's lock once, as ThreadPoolExecutor's takes its own; the lock otherwise
+guards the rare paths: starting and stopping gophers, resizing, retries, refusals,
+shutdown and statistics.
 
 Gopher threads reference the ``Herd``, never the ``HerdExecutor`` that wraps it, so an
 executor dropped without ``shutdown()`` is collected and its finalizer winds the herd
@@ -30,6 +31,7 @@ import threading
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent import futures
 from contextlib import suppress
 from time import perf_counter
 from typing import Any, Final
@@ -80,6 +82,9 @@ class _State(enum.Enum):
 
 _OPEN: Final = _State.OPEN  # read on every submit and every finished work
 
+# How often join() on a paused herd looks for works cancelled in its queue, in seconds.
+_PAUSED_POLL: Final = 0.1
+
 
 class Item:
     """A work on its way through the herd: the future and the call that settles it."""
@@ -129,6 +134,7 @@ class Herd:
         backoff: Callable[[int], float] | None,
         output: int | None,
         callbacks: Callbacks,
+        name: str,
         logger: logging.Logger,
         own_logger: bool,
     ) -> None:
@@ -144,6 +150,7 @@ class Herd:
         self._retry_on: tuple[type[BaseException], ...] = (Retry, *retry_on)
         self._backoff = backoff
         self._on_success, self._on_retry, self._on_failure = callbacks
+        self.name = name
         self.logger = logger
         self._own_logger = own_logger  # the user gave it: report everything there too
 
@@ -291,7 +298,11 @@ class Herd:
         try:
             token = slots.get(timeout=timeout)
         except queue.Empty:
-            raise TimeoutError(f"no gopher took the work within {timeout} seconds") from None
+            # concurrent.futures' own, so that one except clause catches this and a
+            # result() timeout alike (it is the built-in one from Python 3.11 on).
+            raise futures.TimeoutError(
+                f"no gopher took the work within {timeout} seconds"
+            ) from None
         finally:
             with self._lock:
                 self._waiting -= 1
@@ -393,7 +404,9 @@ class Herd:
             except BaseException:
                 _STDLIB_LOGGER.critical("Exception in initializer:", exc_info=True)
                 if self._own_logger:
-                    self.logger.critical("Exception in initializer:", exc_info=True)
+                    self.logger.critical(
+                        "herd %r: exception in initializer:", self.name, exc_info=True
+                    )
                 self._break(tally)
                 return
         ready = self._ready
@@ -563,8 +576,10 @@ class Herd:
     def _call_back(self, callback: Callable[[Work], object], work: Work) -> None:
         try:
             callback(work)
-        except Exception:
-            self.logger.exception("callback %r raised for work %r", callback, work.id)
+        except BaseException:  # even SystemExit: a gopher that died would strand its work
+            self.logger.exception(
+                "herd %r: callback %r raised for work %r", self.name, callback, work.id
+            )
 
     # -- retries ---------------------------------------------------------------------
 
@@ -576,7 +591,7 @@ class Herd:
         if self._backoff is not None:
             try:
                 delay = _check_delay(self._backoff(attempt), attempt)
-            except Exception as exc:
+            except BaseException as exc:  # the work fails with it; the gopher goes on
                 work.exception = exc
                 self._record(item, Status.FAILURE, tally)
                 nxt = self._after(item, tally)
@@ -702,13 +717,42 @@ class Herd:
             item.future.cancel()
             item.future.set_running_or_notify_cancel()
 
+    def _drop_cancelled_locked(self) -> None:
+        """Take cancelled works off the ready queue, as a gopher would have."""
+        kept: list[Item] = []
+        dropped = 0
+        while True:
+            try:
+                item = self._ready.get_nowait()
+            except queue.Empty:
+                break
+            if item is not _WAKE and item.future.cancelled():
+                item.future.set_running_or_notify_cancel()  # tells wait() and as_completed()
+                dropped += 1
+            else:
+                kept.append(item)
+        for item in kept:
+            self._ready.put(item)
+        if dropped:
+            self._retired[CANCELLED] += dropped
+            if self._slots is not None:
+                for _ in range(dropped):
+                    self._slots.put(None)
+            self._wind_down_if_finished_locked()
+
     def join(self) -> None:
         """Wait until every accepted work has ended and every thread has exited."""
         warned = False
         with self._lock:
             while self._alive or self._backoffs.thread or self._outstanding_locked():
-                if warned or self._size or self._alive:
+                if self._size or self._alive:
                     self._changed.wait()
+                    continue
+                # Paused: no gopher will drop the works cancelled in the queue, so do it
+                # here, and look again now and then, since cancel() tells no one.
+                self._drop_cancelled_locked()
+                if warned or not self._outstanding_locked():
+                    self._changed.wait(_PAUSED_POLL)
                     continue
                 # Paused with work to do: say so, but not under the lock, since a
                 # logging handler may well call back into the herd.
@@ -717,8 +761,10 @@ class Herd:
                 self._lock.release()
                 try:
                     self.logger.warning(
-                        "shutdown(wait=True) is waiting for %d accepted works on a paused"
-                        " herd; it goes on once the herd is resized (herd_size or PATCH /herd)",
+                        "herd %r: shutdown(wait=True) is waiting for %d accepted works on a"
+                        " paused herd; it goes on once the herd is resized (herd_size or"
+                        " PATCH /herd)",
+                        self.name,
                         outstanding,
                     )
                 finally:

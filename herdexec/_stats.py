@@ -20,7 +20,9 @@ class HerdStats:
         succeeded: Works that ended in SUCCESS.
         retried: Retries made (a work retried twice counts twice).
         failed: Works that ended in FAILURE.
-        cancelled: Works cancelled before they ran, or while waiting for a retry.
+        cancelled: Works cancelled before they ran, or while waiting for a retry. A work
+            cancelled in the queue counts once a gopher (or shutdown) drops it; until then
+            it is outstanding.
         duration_buckets: Upper bounds, in seconds, of the attempt-duration histogram.
         duration_counts: How many attempts fell in each bucket (not cumulative).
         duration_sum: The seconds all attempts took together.

@@ -8,6 +8,7 @@ import os
 import threading
 import weakref
 from collections.abc import Callable
+from concurrent import futures
 
 import pytest
 
@@ -280,7 +281,7 @@ def test_map_timeout_counts_from_the_call(make_herd: MakeHerd) -> None:
     herd = make_herd(1)
     release = threading.Event()
     results = herd.map(lambda n: release.wait() and n, [1, 2], timeout=0.05)
-    with pytest.raises(TimeoutError):
+    with pytest.raises(futures.TimeoutError):
         next(results)
     release.set()
 
@@ -291,7 +292,7 @@ def test_map_timeout_bounds_its_own_blocking_submits(make_herd: MakeHerd) -> Non
     busy = herd.submit(release.wait)  # the only gopher is taken
     log: list[str] = []
     results = herd.map(log.append, ["second", "third"], timeout=0)
-    with pytest.raises(TimeoutError):
+    with pytest.raises(futures.TimeoutError):
         next(results)
     release.set()
     busy.result(timeout=10)

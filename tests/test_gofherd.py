@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from concurrent import futures
 
 import pytest
 
@@ -72,7 +73,7 @@ def test_send_work_timeout_leaves_the_work_untouched(make_herd: MakeHerd) -> Non
         return Status.SUCCESS
 
     herd = make_herd(0, process=process)
-    with pytest.raises(TimeoutError, match=r"no gopher took the work within 0\.05 seconds"):
+    with pytest.raises(futures.TimeoutError, match=r"no gopher took the work within 0\.05 seconds"):
         herd.send_work(Work("late"), timeout=0.05)
     herd.herd_size = 1
     herd.send_work(Work("on time"), timeout=10).result(timeout=10)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
-from herdexec import BrokenHerd, HerdExecutor, Status, Work
+from herdexec import BrokenHerd, HerdExecutor, Retry, Status, Work
 
 from .helpers import wait_until
 
@@ -201,3 +201,49 @@ def test_fork_while_a_herd_runs() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "child 0\n"
+
+
+def test_shutdown_of_a_paused_herd_drops_cancelled_works(make_herd: MakeHerd) -> None:
+    herd = make_herd(0, backlog=None)
+    future = herd.submit(int)
+    assert future.cancel()
+    herd.shutdown()  # returns: nothing is left to wait for
+    assert herd.stats().cancelled == 1
+
+
+def test_cancelling_the_last_work_of_a_paused_herd_ends_its_shutdown(make_herd: MakeHerd) -> None:
+    herd = make_herd(0, backlog=None)
+    future = herd.submit(int)
+    waiter = threading.Thread(target=herd.shutdown)
+    waiter.start()
+    waiter.join(0.05)
+    assert waiter.is_alive()
+    future.cancel()
+    waiter.join(timeout=10)
+    assert not waiter.is_alive()
+
+
+@pytest.mark.parametrize("exc", [SystemExit(1), KeyboardInterrupt()])
+def test_a_callback_raising_a_base_exception_harms_nothing(
+    make_herd: MakeHerd, exc: BaseException, caplog: pytest.LogCaptureFixture
+) -> None:
+    def callback(work: Work) -> None:
+        raise exc
+
+    herd = make_herd(1, on_success=callback)
+    with caplog.at_level("ERROR", logger="herdexec"):
+        assert herd.submit(int, "3").result(timeout=10) == 3
+        assert herd.submit(int, "4").result(timeout=10) == 4
+    assert "raised for work" in caplog.text
+
+
+def test_a_backoff_raising_a_base_exception_fails_the_work(make_herd: MakeHerd) -> None:
+    def backoff(attempt: int) -> float:
+        raise KeyboardInterrupt
+
+    def task() -> None:
+        raise Retry()
+
+    herd = make_herd(1, max_retries=2, backoff=backoff)
+    assert isinstance(herd.submit(task).exception(timeout=10), KeyboardInterrupt)
+    assert herd.submit(int, "5").result(timeout=10) == 5
