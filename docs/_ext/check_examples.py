@@ -1,6 +1,6 @@
 """Run the Python examples in the docs, so that a page cannot drift from the code.
 
-Every fenced block opened with ```` ```python ```` in the pages named on the command line
+Every fenced block opened with ```` ```python ```` (indented or not) in the pages named on the command line
 runs on its own, in a fresh interpreter with a time limit; a block that exits non-zero
 fails the check. A fragment that is not meant to run is fenced with ```` ```py ````
 instead (it looks the same on the page).
@@ -18,9 +18,11 @@ import re
 import subprocess
 import sys
 import tempfile
+import textwrap
 from pathlib import Path
 
-_BLOCK = re.compile(r"^```python\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+# A fence may be indented, inside a list item; its code is dedented by as much.
+_BLOCK = re.compile(r"^( *)```python\n(.*?)^\1```$", re.MULTILINE | re.DOTALL)
 _EXPECT = re.compile(r"^\s*print\(.*\)\s+# -> (.*)$")
 _TIME_LIMIT = 60
 
@@ -30,7 +32,7 @@ def check(page: Path) -> list[str]:
     text = page.read_text()
     failures = []
     for match in _BLOCK.finditer(text):
-        code = match.group(1)
+        code = textwrap.dedent(match.group(2))
         line = text.count("\n", 0, match.start()) + 1
         where = f"{page}:{line}"
         expected = [m.group(1) for m in map(_EXPECT.match, code.splitlines()) if m]
