@@ -1,9 +1,9 @@
 """Run the Python examples in the docs, so that a page cannot drift from the code.
 
-Every fenced block opened with ```` ```python ```` (indented or not) in the pages named on the command line
-runs on its own, in a fresh interpreter with a time limit; a block that exits non-zero
-fails the check. A fragment that is not meant to run is fenced with ```` ```py ````
-instead (it looks the same on the page).
+Every fenced block opened with ```` ```python ```` (indented or not) in the pages named
+on the command line runs on its own, in a fresh interpreter with a time limit; a block
+that exits non-zero fails the check. A fragment that is not meant to run is fenced
+with ```` ```py ```` instead (it looks the same on the page).
 
 A ``print(...)  # -> text`` line says what the block prints. If a block has any of
 them, its standard output must be exactly those texts, one line each, in order; blocks

@@ -41,9 +41,9 @@ def _link(name: str, obj: griffe.Object, pkg: griffe.Module) -> str:
     owner = obj if obj.is_class else obj.parent
     if owner is not None and owner.is_class and name in owner.all_members:
         target = f"{pkg.name}.{owner.name}.{name}"
-    elif name.split(".")[0] in pkg.members:
+    elif name.partition(".")[0] in pkg.members:
         target = f"{pkg.name}.{name}"
     else:
         target = name  # a full path; autorefs says so if it resolves nowhere
-    label = name.rsplit(".", 1)[-1] if "." in name else name
+    label = name.rpartition(".")[2]
     return f"[`{label}`][{target}]"
