@@ -1,15 +1,19 @@
 """gofherd's README example, ported: ten works on a herd that starts paused.
 
-Run it and, from another terminal, unpause the herd:
+Run it: it serves the herd's control plane on 127.0.0.1:5555, as gofherd's example does,
+and waits. From another terminal, look at the herd and unpause it:
 
     curl -XGET localhost:5555/herd
     curl -XPATCH 127.0.0.1:5555/herd -d '{"num": 10}'
 
-With ``--auto`` it unpauses itself after a moment, so it runs end to end unattended.
+``--addr host:port`` serves elsewhere (port 0 picks a free one). With ``--auto`` it
+unpauses itself after a moment and runs end to end unattended, serving only if ``--addr``
+is given.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import threading
 
@@ -30,13 +34,21 @@ def load_work(herd: hx.HerdExecutor) -> None:
 
 
 def main() -> None:
-    herd = hx.HerdExecutor(0, process=process_work, max_retries=0)
+    parser = argparse.ArgumentParser(description="gofherd's README example, ported.")
+    parser.add_argument("--auto", action="store_true", help="unpause the herd by itself")
+    parser.add_argument("--addr", help="serve on host:port (default 127.0.0.1:5555)")
+    args = parser.parse_args()
+    addr = args.addr or (None if args.auto else "127.0.0.1:5555")
+
+    # A paused herd, without retries, serving its control plane (gofherd's SetAddr).
+    herd = hx.HerdExecutor(0, process=process_work, max_retries=0, addr=addr)
     threading.Thread(target=load_work, args=(herd,)).start()
-    if "--auto" in sys.argv:
+    if args.auto:
         threading.Timer(0.2, setattr, (herd, "herd_size", 10)).start()
-    else:
-        print("herd paused: curl -XPATCH 127.0.0.1:5555/herd -d '{\"num\": 10}'", file=sys.stderr)
-        herd.herd_size = 10  # replaced by herd.serve("127.0.0.1:5555") with the server
+    if herd.server is not None:
+        url = herd.server.url
+        print(f"herd paused; look at it: curl -XGET {url}/herd", file=sys.stderr, flush=True)
+        print(f"unpause it: curl -XPATCH {url}/herd -d '{{\"num\": 10}}'", file=sys.stderr)
     for work in herd.output_chan():
         print(f"{work.id}, status: {work.status}, result:{work.result}")
     herd.shutdown()

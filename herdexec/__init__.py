@@ -14,6 +14,7 @@ from ._exceptions import BrokenHerd as BrokenHerd
 from ._exceptions import Retry as Retry
 from ._exceptions import WorkFailed as WorkFailed
 from ._executor import HerdExecutor as HerdExecutor
+from ._server import ControlServer as ControlServer
 from ._stats import HerdStats as HerdStats
 from ._work import HerdFuture as HerdFuture
 from ._work import Status as Status
@@ -21,6 +22,7 @@ from ._work import Work as Work
 
 __all__ = [
     "BrokenHerd",
+    "ControlServer",
     "ExponentialBackoff",
     "HerdExecutor",
     "HerdFuture",

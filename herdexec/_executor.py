@@ -18,7 +18,12 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor
 from typing import Any, ParamSpec, TypeVar
 
+from prometheus_client import REGISTRY
+from prometheus_client.registry import CollectorRegistry
+
+from . import _metrics
 from ._herd import Herd, Item
+from ._server import ControlServer
 from ._stats import HerdStats
 from ._work import HerdFuture, Status, Work
 
@@ -63,6 +68,13 @@ class HerdExecutor(Executor):
         on_failure: Called with each work that ends in FAILURE.
         logger: Where the herd logs; the ``herdexec`` logger by default.
         name: Names the herd in logs and metrics.
+        addr: Serve the control plane on this ``"host:port"`` from the start, as
+            :meth:`serve` does (gofherd's ``SetAddr``); ``None`` serves nothing.
+        registry: The prometheus_client registry that reports the herd, the global
+            ``REGISTRY`` by default so an application's exporter shows it; ``None``
+            reports it nowhere.
+        max_herd_size: The largest herd size allowed, so that no one call (or PATCH
+            request) can start a runaway number of threads.
 
     Raises:
         TypeError: An argument has the wrong type.
@@ -90,11 +102,16 @@ class HerdExecutor(Executor):
         on_failure: WorkCallback | None = None,
         logger: logging.Logger | None = None,
         name: str | None = None,
+        addr: str | None = None,
+        registry: CollectorRegistry | None = REGISTRY,
+        max_herd_size: int = 10_000,
     ) -> None:
+        if _check_count(max_herd_size, "max_herd_size") < 1:
+            raise ValueError(f"max_herd_size must be >= 1, not {max_herd_size}")
         if max_workers is None:
             cpu_count = getattr(os, "process_cpu_count", os.cpu_count)
-            max_workers = min(32, (cpu_count() or 1) + 4)
-        size = _check_count(max_workers, "max_workers")
+            max_workers = min(32, (cpu_count() or 1) + 4, max_herd_size)
+        size = _check_at_most(max_workers, max_herd_size, "max_workers")
         if not isinstance(thread_name_prefix, str):
             raise TypeError("thread_name_prefix must be a str")
         _check_callable(initializer, "initializer")
@@ -121,6 +138,11 @@ class HerdExecutor(Executor):
             raise TypeError(f"logger must be a logging.Logger, not {type(logger).__name__}")
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a str, not {type(name).__name__}")
+        if registry is not None and not isinstance(registry, CollectorRegistry):
+            raise TypeError(
+                f"registry must be a prometheus_client CollectorRegistry or None,"
+                f" not {type(registry).__name__}"
+            )
 
         self._thread_name_prefix = thread_name_prefix or f"HerdExecutor-{self._counter()}"
         self._name = name or self._thread_name_prefix
@@ -143,6 +165,21 @@ class HerdExecutor(Executor):
         # Dropped without shutdown(): wind the herd down as ThreadPoolExecutor does.
         weakref.finalize(self, _abandon, self._herd).atexit = False
 
+        # The control plane: metrics from the start, HTTP once serve()d (see serve()).
+        self._max_herd_size = max_herd_size
+        self._registry = registry
+        self._control_lock = threading.Lock()
+        self._server: ControlServer | None = None
+        self._control_closed = False  # shutdown() closed it: serve() no more
+        if registry is not None:
+            _metrics.track(self, registry)
+        if addr is not None:
+            try:
+                self.serve(addr)
+            except BaseException:
+                self.shutdown(wait=False)
+                raise
+
     # -- the herd's size -------------------------------------------------------------
 
     @property
@@ -154,13 +191,13 @@ class HerdExecutor(Executor):
 
         Raises:
             TypeError: The new size is not an int.
-            ValueError: The new size is negative.
+            ValueError: The new size is negative, or above :attr:`max_herd_size`.
         """
         return self._herd.size
 
     @herd_size.setter
     def herd_size(self, size: int) -> None:
-        self._herd.resize(_check_count(size, "herd_size"))
+        self._herd.resize(_check_at_most(size, self._max_herd_size, "herd_size"))
 
     @property
     def name(self) -> str:
@@ -305,7 +342,8 @@ class HerdExecutor(Executor):
 
         A caller still blocked in submit() gets RuntimeError and its work does not run.
         On a paused herd with accepted work, ``wait=True`` waits (and logs a warning)
-        until the herd is resized from another thread or over HTTP.
+        until the herd is resized from another thread or over HTTP. Then the control
+        server closes and the herd leaves the metrics.
 
         Args:
             wait: Wait for the accepted work and the gopher threads.
@@ -315,6 +353,72 @@ class HerdExecutor(Executor):
         self._herd.shutdown(cancel_futures=cancel_futures)
         if wait:
             self._herd.join()
+        self._close_control()
+
+    # -- the control plane -----------------------------------------------------------
+
+    @property
+    def max_herd_size(self) -> int:
+        """The largest :attr:`herd_size` allowed, over HTTP or not."""
+        return self._max_herd_size
+
+    @property
+    def server(self) -> ControlServer | None:
+        """The open control server (see :meth:`serve`), or ``None``."""
+        server = self._server
+        return server if server is not None and not server.closed else None
+
+    def serve(
+        self,
+        addr: str = "127.0.0.1:2112",
+        *,
+        token: str | None = None,
+        protect_reads: bool = False,
+    ) -> ControlServer:
+        """Serve gofherd's control plane over HTTP, in the background.
+
+        ``GET /herd`` reads the herd, ``PATCH /herd {"num": N}`` resizes it, ``GET
+        /metrics`` is the registry's Prometheus exposition; docs/server.md has the
+        contract. Returns once the server listens. A herd has one server at a time, and
+        :meth:`shutdown` closes it, after its wait: a paused herd can still be resized
+        over HTTP while shutdown() waits for it.
+
+        Args:
+            addr: ``"host:port"`` to listen on; port 0 picks a free port. The default
+                host, 127.0.0.1, serves this machine only: say ``0.0.0.0`` for every
+                interface, and give a token.
+            token: If given, ``PATCH /herd`` needs ``Authorization: Bearer <token>``.
+            protect_reads: Require the token for ``GET /herd`` and ``/metrics`` too.
+
+        Returns:
+            The running server; see its ``url``, ``port`` and ``close()``.
+
+        Raises:
+            OSError: The address cannot be served: in use, say, or an unknown host.
+            RuntimeError: After shutdown(), or while this herd serves already.
+            TypeError: ``addr``, ``token`` or ``protect_reads`` has the wrong type.
+            ValueError: ``addr`` is not ``"host:port"``, the token cannot travel in a
+                header, or ``protect_reads`` has no token.
+        """
+        with self._control_lock:
+            if self._control_closed:
+                raise RuntimeError("cannot serve after shutdown")
+            if self._server is not None and not self._server.closed:
+                raise RuntimeError(f"herd {self._name!r} serves already at {self._server.url}")
+            self._server = ControlServer(
+                self, addr, registry=self._registry, token=token, protect_reads=protect_reads
+            )
+            return self._server
+
+    def _close_control(self) -> None:
+        """The herd is shut down: close its server, and leave the metrics."""
+        with self._control_lock:
+            self._control_closed = True
+            server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        if self._registry is not None:
+            _metrics.untrack(self, self._registry)
 
     def __repr__(self) -> str:
         s = self._herd.stats()
@@ -388,6 +492,13 @@ def _check_count(value: object, what: str) -> int:
     if value < 0:
         raise ValueError(f"{what} must be >= 0, not {value}")
     return value
+
+
+def _check_at_most(value: object, cap: int, what: str) -> int:
+    count = _check_count(value, what)
+    if count > cap:
+        raise ValueError(f"{what} must be <= max_herd_size ({cap}), not {count}")
+    return count
 
 
 def _check_callable(value: object, what: str) -> None:

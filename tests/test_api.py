@@ -12,6 +12,7 @@ def test_exported_names() -> None:
     assert herdexec.__all__ == sorted(herdexec.__all__)
     assert set(herdexec.__all__) == {
         "BrokenHerd",
+        "ControlServer",
         "ExponentialBackoff",
         "HerdExecutor",
         "HerdFuture",
