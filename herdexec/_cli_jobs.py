@@ -114,18 +114,20 @@ class Runner:
     def __init__(self, timeout: float | None) -> None:
         self._timeout = timeout
         self._lock = threading.Lock()
-        self._running: set[subprocess.Popen[bytes]] = set()
+        self._attempts = 0  # attempts under way
+        self._processes: set[subprocess.Popen[bytes]] = set()  # their processes, once started
         self._stopping = False  # start no more attempts
         self._kill_signal: int | None = None  # what every running job gets, once killing
 
     @property
     def running(self) -> int:
-        """Attempts whose process is running now."""
-        return len(self._running)
+        """Attempts under way."""
+        return self._attempts
 
     def stop(self) -> None:
         """Start no more attempts; an attempt about to start ends its job instead."""
-        self._stopping = True
+        with self._lock:
+            self._stopping = True
 
     def kill(self, signum: int) -> int:
         """Send ``signum`` to every running job's process group, and to every job that
@@ -133,23 +135,45 @@ class Runner:
         with self._lock:
             self._stopping = True
             self._kill_signal = signum
-            running = list(self._running)
-        for process in running:
+            processes = list(self._processes)
+        for process in processes:
             _signal_group(process, signum)
-        return len(running)
+        return len(processes)
 
     def attempt(self, job: Job) -> None:
         """One attempt at ``job``, on a gopher thread.
 
         Returns on success. Raises :class:`herdexec.Retry` on a failure worth another
-        attempt, so that the herd retries the job with its backoff; raises an exception
-        that the herd does not retry when the job is over anyway.
+        attempt, so that the herd retries the job with its backoff; raises
+        :class:`JobOver`, which the herd does not retry, when the job is over anyway.
         """
+        with self._lock:
+            if self._stopping:
+                raise JobOver("intake stopped")
+            self._attempts += 1
+        try:
+            code, timed_out = self._run(job)
+        finally:
+            with self._lock:
+                self._attempts -= 1
+        job.duration = time.monotonic() - job._start_clock
+        job.exit_code = code if code >= 0 else 128 - code  # a signal, as the shell says it
+        if code == 0:
+            job.status = JobStatus.SUCCESS
+            return
+        if self._kill_signal is not None:
+            job.status = JobStatus.KILLED
+            raise JobOver("killed")
+        job.status = JobStatus.TIMEOUT if timed_out else JobStatus.FAILURE
         if self._stopping:
-            raise JobOver("intake stopped")
-        now = time.monotonic()
+            raise JobOver("intake stopped")  # no retry once the user said stop
+        raise Retry()
+
+    def _run(self, job: Job) -> tuple[int, bool]:
+        """Start the job's command and wait for it: its return code, and whether it
+        timed out. Its output is then in ``job.output``."""
         if job.started is None:
-            job.started, job._start_clock = time.time(), now
+            job.started, job._start_clock = time.time(), time.monotonic()
         job.attempts += 1
         job.output.close()
         job.output = Captured()
@@ -171,24 +195,12 @@ class Runner:
         finally:
             for fd in (stdout, stderr):
                 os.close(fd)
-        job.duration = time.monotonic() - job._start_clock
-        code = process.returncode
-        job.exit_code = code if code >= 0 else 128 - code  # a signal, as the shell says it
-        if code == 0:
-            job.status = JobStatus.SUCCESS
-            return
-        if self._kill_signal is not None:
-            job.status = JobStatus.KILLED
-            raise JobOver("killed")
-        job.status = JobStatus.TIMEOUT if timed_out else JobStatus.FAILURE
-        if self._stopping:
-            raise JobOver("intake stopped")  # no retry once the user said stop
-        raise Retry()
+        return process.returncode, timed_out
 
     def _wait(self, process: subprocess.Popen[bytes]) -> bool:
         """Wait for ``process``; True if it ran out of time and was killed."""
         with self._lock:
-            self._running.add(process)
+            self._processes.add(process)
             kill_signal = self._kill_signal
         try:
             if kill_signal is not None:  # started as the kill went out: it missed this one
@@ -204,7 +216,7 @@ class Runner:
                 return True
         finally:
             with self._lock:
-                self._running.discard(process)
+                self._processes.discard(process)
 
     @staticmethod
     def _cannot_run(job: Job, exc: OSError | ValueError) -> None:

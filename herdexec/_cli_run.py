@@ -4,9 +4,11 @@ Three kinds of thread share the work. A feeder thread reads the input and submit
 per item; ``submit`` blocks until a gopher takes it, so the input is read no faster than
 the herd runs it. The gophers run the jobs (:mod:`herdexec._cli_jobs`) and report each one
 as it ends (:mod:`herdexec._cli_report`). The main thread does nothing but wait on one
-queue for what happens: a signal, the end of the run, a closed stdout. Signal handlers
-only put the signal on that queue (``SimpleQueue.put`` is safe in a handler), so no
-handler ever runs herd code in the middle of herd code on the main thread.
+pipe for what happens: a signal, the end of the run, a closed stdout, each one byte.
+Signals arrive there through ``signal.set_wakeup_fd``, which the interpreter writes to
+from whichever thread the kernel gave the signal to; a Python handler would run only
+once the main thread woke up for some other reason. And since the handlers do nothing,
+no handler ever runs herd code in the middle of herd code on the main thread.
 
 Stopping, whether by Ctrl-C, SIGTERM or a reader that went away: intake closes
 (``close_input()`` wakes the feeder's blocked submit), jobs waiting for a retry are
@@ -17,10 +19,11 @@ then: it may be blocked reading a terminal or a pipe that will never say more.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import os
-import queue
+import select
 import shlex
 import signal
 import stat
@@ -49,8 +52,9 @@ __all__ = ["RunOptions", "dry_run", "read_items", "run"]
 _TICK: Final = 0.2
 #: The longest wait between retries, however large --backoff is.
 _MAX_BACKOFF: Final = 60.0
-_FINISHED: Final = "finished"
-_STDOUT_CLOSED: Final = "stdout closed"
+# Events on the wakeup pipe besides signal numbers, which are below 65.
+_FINISHED: Final = 255
+_STDOUT_CLOSED: Final = 254
 _STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _RESIZE_SIGNALS: Final = {signal.SIGUSR1: +1, signal.SIGUSR2: -1}
 #: Signals that kill the running jobs at once, without waiting for a second one.
@@ -106,8 +110,8 @@ def run(options: RunOptions) -> int:
 class _Run:
     def __init__(self, options: RunOptions) -> None:
         self._options = options
-        self._control: queue.SimpleQueue[object] = queue.SimpleQueue()
-        self._streams = Streams(sys.stdout, sys.stderr, partial(self._control.put, _STDOUT_CLOSED))
+        self._events = _Events()
+        self._streams = Streams(sys.stdout, sys.stderr, partial(self._events.post, _STDOUT_CLOSED))
         self._reporter = Reporter(self._streams, options.joblog, options.keep_order)
         self._runner = Runner(options.timeout)
         logger = logging.getLogger("herdexec.run")
@@ -141,8 +145,9 @@ class _Run:
     def main(self) -> int:
         handled = (*_STOP_SIGNALS, *_RESIZE_SIGNALS)
         previous = {signum: signal.getsignal(signum) for signum in handled}
+        previous_fd = signal.set_wakeup_fd(self._events.fd, warn_on_full_buffer=False)
         for signum in handled:
-            signal.signal(signum, self._on_signal)
+            signal.signal(signum, _on_the_pipe)
         try:
             if self._options.serve is not None:
                 self._serve(self._options.serve)
@@ -161,6 +166,8 @@ class _Run:
                 self._progress.close()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+            signal.set_wakeup_fd(previous_fd)
+            self._events.close()
         return self._finish()
 
     def _serve(self, addr: str) -> None:
@@ -172,9 +179,6 @@ class _Run:
                 " give --token to require one"
             )
 
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        self._control.put(signum)
-
     def _wait_for_the_end(self) -> None:
         interrupts = 0
         kill_at: float | None = None  # when jobs sent SIGTERM get SIGKILL
@@ -183,23 +187,20 @@ class _Run:
             timeout = _TICK if ticking else None
             if kill_at is not None:
                 timeout = min(_TICK, max(0.0, kill_at - time.monotonic()))
-            try:
-                event = self._control.get(timeout=timeout)
-            except queue.Empty:
-                event = None
-            if event == _FINISHED:
-                return
-            if event == _STDOUT_CLOSED:
-                self._stop(128 + signal.SIGPIPE)
-            elif isinstance(event, int) and event in _RESIZE_SIGNALS:
-                self._resize(_RESIZE_SIGNALS[signal.Signals(event)])
-            elif isinstance(event, int):
-                interrupts += 1
-                self._stop(128 + event)
-                if event in _KILLING_SIGNALS or interrupts == 2:
-                    kill_at = self._kill(signal.SIGTERM)
-                elif interrupts > 2:
-                    self._kill(signal.SIGKILL)
+            for event in self._events.wait(timeout):
+                if event == _FINISHED:
+                    return
+                if event == _STDOUT_CLOSED:
+                    self._stop(128 + signal.SIGPIPE)
+                elif event in _RESIZE_SIGNALS:
+                    self._resize(_RESIZE_SIGNALS[signal.Signals(event)])
+                elif event in _STOP_SIGNALS:
+                    interrupts += 1
+                    self._stop(128 + event)
+                    if event in _KILLING_SIGNALS or interrupts == 2:
+                        kill_at = self._kill(signal.SIGTERM)
+                    elif interrupts > 2:
+                        self._kill(signal.SIGKILL)
             if kill_at is not None and time.monotonic() >= kill_at:
                 self._kill(signal.SIGKILL)
                 kill_at = None
@@ -287,7 +288,7 @@ class _Run:
             self._input_complete = True
         except OSError as exc:
             self._streams.message(f"cannot read the input: {exc}")
-            self._control.put(signal.SIGTERM)
+            self._events.post(signal.SIGTERM)
         finally:
             with self._lock:
                 self._intake_over = True
@@ -338,7 +339,52 @@ class _Run:
             return
         if self._intake_over or self._stop_code is not None:
             self._over = True
-            self._control.put(_FINISHED)
+            self._events.post(_FINISHED)
+
+
+class _Events:
+    """The pipe the main thread waits on: one byte per signal or event."""
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        for fd in (self._read, self._write):
+            os.set_blocking(fd, False)
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def fd(self) -> int:
+        """Where the interpreter writes the numbers of the signals caught."""
+        return self._write
+
+    def post(self, event: int) -> None:
+        """From any thread: tell the main thread."""
+        with self._lock:
+            if not self._closed:
+                # A full pipe wakes the main thread anyway.
+                with contextlib.suppress(BlockingIOError):
+                    os.write(self._write, bytes([event]))
+
+    def wait(self, timeout: float | None) -> bytes:
+        """The events so far, waiting up to ``timeout`` seconds for one."""
+        if not select.select([self._read], [], [], timeout)[0]:
+            return b""
+        try:
+            return os.read(self._read, 512)
+        except BlockingIOError:
+            return b""
+
+    def close(self) -> None:
+        """Close the pipe; a thread that posts later (a feeder whose read failed at
+        last) posts nothing, and never to a descriptor that was reused meanwhile."""
+        with self._lock:
+            self._closed = True
+            os.close(self._read)
+            os.close(self._write)
+
+
+def _on_the_pipe(signum: int, frame: FrameType | None) -> None:
+    """A handler that leaves everything to the wakeup pipe, which has the signal already."""
 
 
 class _MessageHandler(logging.Handler):
