@@ -131,14 +131,15 @@ class Runner:
 
     def kill(self, signum: int) -> int:
         """Send ``signum`` to every running job's process group, and to every job that
-        starts from now on; return how many were running."""
+        starts from now on; return how many attempts were under way."""
         with self._lock:
             self._stopping = True
             self._kill_signal = signum
             processes = list(self._processes)
+            attempts = self._attempts  # some may not have their process yet: see _wait()
         for process in processes:
             _signal_group(process, signum)
-        return len(processes)
+        return attempts
 
     def attempt(self, job: Job) -> None:
         """One attempt at ``job``, on a gopher thread.

@@ -205,7 +205,7 @@ def gone(pid: int) -> bool:
     """The process has exited and been reaped (a zombie still answers kill(pid, 0))."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # ESRCH: it exited as we read
         return True
     return state == "Z" and wait_until(lambda: not Path(f"/proc/{pid}").exists(), 5)
 
