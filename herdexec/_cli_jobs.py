@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any, Final
 
@@ -109,10 +110,17 @@ class Runner:
 
     Args:
         timeout: Seconds an attempt may run before its process group is killed.
+        retries: How many retries a job gets after its first attempt (the herd's
+            ``max_retries``).
+        on_retry: Called with a job whose attempt failed, before it is retried.
     """
 
-    def __init__(self, timeout: float | None) -> None:
+    def __init__(
+        self, timeout: float | None, retries: int, on_retry: Callable[[Job], object]
+    ) -> None:
         self._timeout = timeout
+        self._retries = retries
+        self._on_retry = on_retry
         self._lock = threading.Lock()
         self._attempts = 0  # attempts under way
         self._processes: set[subprocess.Popen[bytes]] = set()  # their processes, once started
@@ -168,7 +176,9 @@ class Runner:
         job.status = JobStatus.TIMEOUT if timed_out else JobStatus.FAILURE
         if self._stopping:
             raise JobOver("intake stopped")  # no retry once the user said stop
-        raise Retry()
+        if job.attempts <= self._retries:
+            self._on_retry(job)
+        raise Retry()  # the herd retries it if retries are left, or fails it
 
     def _run(self, job: Job) -> tuple[int, bool]:
         """Start the job's command and wait for it: its return code, and whether it

@@ -148,6 +148,13 @@ class Reporter:
                 self._pass_on(self._held.pop(self._next_seq))
                 self._next_seq += 1
 
+    def retrying(self, job: Job) -> None:
+        """An attempt at ``job`` failed and it will be retried: pass its stderr on now,
+        with a note, and drop its stdout (the attempt that counts will write its own)."""
+        self._streams.output(Captured(stderr=job.output.stderr), _note(job, retrying=True))
+        job.output.close()
+        job.output = Captured()
+
     def close(self) -> None:
         """Pass on whatever is still held, in order, and close the joblog."""
         with self._lock:
@@ -189,12 +196,16 @@ def joblog_line(job: Job) -> str:
     return "\t".join(fields) + "\n"
 
 
-def _note(job: Job) -> str | None:
-    """herdexec's line about a job that did not succeed, after its own output."""
+def _note(job: Job, *, retrying: bool = False) -> str | None:
+    """herdexec's line about a job (or an attempt) that did not succeed, after its own
+    output."""
     status = job.status
     if status is JobStatus.SUCCESS or status is JobStatus.NOT_STARTED:
         return None
     command = _shown(job.argv)
+    if retrying:
+        what = "timed out" if status is JobStatus.TIMEOUT else f"failed with exit {job.exit_code}"
+        return f"attempt {job.attempts} {what}, retrying: {command}"
     attempts = f" after {job.attempts} attempts" if job.attempts > 1 else ""
     if job.reason:
         return f"cannot run {command}: {job.reason} (exit {job.exit_code})"

@@ -113,7 +113,7 @@ class _Run:
         self._events = _Events()
         self._streams = Streams(sys.stdout, sys.stderr, partial(self._events.post, _STDOUT_CLOSED))
         self._reporter = Reporter(self._streams, options.joblog, options.keep_order)
-        self._runner = Runner(options.timeout)
+        self._runner = Runner(options.timeout, options.retries, self._reporter.retrying)
         logger = logging.getLogger("herdexec.run")
         logger.propagate = False
         logger.setLevel(logging.WARNING)

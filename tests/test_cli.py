@@ -375,6 +375,8 @@ def test_retries_wait_for_the_backoff_and_keep_the_last_output(tmp_path: Path) -
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "try 3\n"  # only the attempt that counted
+    for attempt in (1, 2):
+        assert f"attempt {attempt} failed with exit 1, retrying: sh -c" in result.stderr
     [row] = read_joblog(log)
     assert (row["status"], row["exit"], row["attempts"]) == ("success", "0", "3")
     # Two waits, of 0.2 s and 0.4 s less at most 10% jitter each, at the least.
