@@ -50,6 +50,7 @@ __all__ = ["RunOptions", "dry_run", "read_items", "run"]
 #: Seconds between redraws of the progress bar, and between sweeps for retries to
 #: cancel while the run stops.
 _TICK: Final = 0.2
+_READ_SIZE: Final = 64 * 1024
 #: The longest wait between retries, however large --backoff is.
 _MAX_BACKOFF: Final = 60.0
 # Events on the wakeup pipe besides signal numbers, which are below 65.
@@ -66,7 +67,7 @@ class RunOptions:
     """``herdexec run``'s command line, checked, with its files open."""
 
     command: list[str]
-    items: BinaryIO
+    items: int  # the file descriptor to read the items from
     jobs: int
     retries: int = 0
     backoff: float = 0.0
@@ -78,16 +79,23 @@ class RunOptions:
     progress: bool = False
 
 
-def read_items(stream: BinaryIO) -> Iterator[str]:
+def read_items(fd: int) -> Iterator[str]:
     """One item per line, exactly as given but for the newline; empty lines are skipped.
 
     Lines are bytes turned into text the way the file system does it (with
     surrogateescape), so an item that is not valid UTF-8 reaches the command byte for byte.
+    It reads the descriptor itself, not through ``sys.stdin``: a feeder thread still
+    blocked in a read when the run ends must hold no lock that the interpreter's
+    shutdown would wait for (it aborts, "could not acquire lock for <stdin>").
     """
-    for line in stream:
-        item = line[:-1] if line.endswith(b"\n") else line
-        if item:
-            yield os.fsdecode(item)
+    rest = b""
+    while chunk := os.read(fd, _READ_SIZE):
+        *lines, rest = (rest + chunk).split(b"\n")
+        for line in lines:
+            if line:
+                yield os.fsdecode(line)
+    if rest:
+        yield os.fsdecode(rest)
 
 
 def dry_run(options: RunOptions, stdout: BinaryIO) -> int:
@@ -230,13 +238,12 @@ class _Run:
         self._runner.stop()
         self._executor.close_input()  # the feeder's blocked submit gives up
         running = self._runner.running
+        waiting = f", waiting for {running} running" if running else ""
         if code == 128 + signal.SIGINT:
-            self._streams.message(
-                f"interrupted: starting no more jobs, waiting for {running} running"
-                " (Ctrl-C again to kill them)"
-            )
+            again = " (Ctrl-C again to kill them)" if running else ""
+            self._streams.message(f"interrupted: starting no more jobs{waiting}{again}")
         elif code == 128 + signal.SIGPIPE:
-            self._streams.message(f"stdout closed: starting no more jobs, waiting for {running}")
+            self._streams.message(f"stdout closed: starting no more jobs{waiting}")
         with self._lock:
             self._check_over_locked()
 
@@ -401,16 +408,16 @@ class _MessageHandler(logging.Handler):
             self.handleError(record)
 
 
-def _count_items(stream: BinaryIO) -> int | None:
+def _count_items(fd: int) -> int | None:
     """How many items a regular file holds (then rewound); None for a pipe or a terminal."""
     try:
-        if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
-        start = stream.tell()
-    except (OSError, ValueError):
+        start = os.lseek(fd, 0, os.SEEK_CUR)
+    except OSError:
         return None
-    count = sum(1 for _ in read_items(stream))
-    stream.seek(start)
+    count = sum(1 for _ in read_items(fd))
+    os.lseek(fd, start, os.SEEK_SET)
     return count
 
 

@@ -9,10 +9,11 @@ exit status 2, and the files opened before anything runs. The work is in
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import BinaryIO, Final, TextIO, TypeVar
+from typing import Final, TextIO, TypeVar
 
 from herdexec import __version__
 
@@ -151,13 +152,15 @@ def _ctl(args: argparse.Namespace) -> int:
         return error.status
 
 
-def _open_items(sub: argparse.ArgumentParser, path: str | None) -> BinaryIO:
-    if path is None or path == "-":
-        return sys.stdin.buffer
+def _open_items(sub: argparse.ArgumentParser, path: str | None) -> int:
+    """The file descriptor to read the items from (left open until the process exits)."""
     try:
-        return open(path, "rb")
+        if path is None or path == "-":
+            os.fstat(0)
+            return 0
+        return os.open(path, os.O_RDONLY)
     except OSError as exc:
-        sub.error(f"-a {path}: {exc.strerror}")
+        sub.error(f"-a {path or '-'}: {exc.strerror}")
 
 
 def _open_joblog(sub: argparse.ArgumentParser, path: str) -> TextIO:
@@ -335,7 +338,7 @@ def _bounded(
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if value != value or (value <= low if strict else value < low):  # noqa: PLR0124
+        if not math.isfinite(value) or (value <= low if strict else value < low):
             raise argparse.ArgumentTypeError(f"must be {'above' if strict else 'at least'} {low}")
         if high is not None and value > high:
             raise argparse.ArgumentTypeError(f"must be at most {high}")

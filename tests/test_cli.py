@@ -546,6 +546,20 @@ def test_second_ctrl_c_kills_the_running_jobs(
     assert all(gone(pid) for pid in pids.values())
 
 
+def test_ctrl_c_while_waiting_for_input(background: type[Run], started: Fifo, gate: Fifo) -> None:
+    run = background("run", "--", *held_job(started, gate))
+    run.feed("1")  # and stdin stays open: the input thread waits in read()
+    wait_started(started, 1)
+    run.signal(signal.SIGINT)
+    run.stderr.wait_for("interrupted")
+    gate.send()
+    run.proc.wait(TIMEOUT)  # before stdin closes: the input thread is still in read()
+    code, out, err = run.finish()
+    assert (code, out) == (130, "out 1\n")
+    assert "1 succeeded, 0 retried, 0 failed, 0 not started; stopped by SIGINT" in err
+    assert "Fatal Python error" not in err
+
+
 def test_sigterm_kills_the_jobs_at_once(background: type[Run], started: Fifo, gate: Fifo) -> None:
     run = background("run", "-j", "1", "--", *held_job(started, gate))
     run.feed("1")
