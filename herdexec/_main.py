@@ -38,7 +38,8 @@ skipped. Jobs read their standard input from /dev/null.
 
 Each job's stdout and stderr are passed on whole when it ends, never mixed with another
 job's. A nonzero exit, or running past --timeout, is a failure; with --retries it is
-tried again, after the --backoff wait, and only the last attempt's output is kept.
+tried again after the --backoff wait: a failed attempt's stderr is passed on at once,
+with a note, and only the last attempt's stdout is kept.
 """
 
 _RUN_EPILOG = """\

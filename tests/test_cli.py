@@ -645,7 +645,7 @@ def test_help_documents_every_option() -> None:
     run_help = herdexec("run", "--help", script=False)
     assert run_help.returncode == 0
     for option in (
-        "-j N",
+        "-j",
         "--jobs",
         "--retries",
         "--backoff",
@@ -657,7 +657,7 @@ def test_help_documents_every_option() -> None:
         "--progress",
         "--no-progress",
         "--dry-run",
-        "-a FILE",
+        "-a",
         "--arg-file",
         "COMMAND",
         "SIGUSR1",
