@@ -272,12 +272,10 @@ class _Run:
         if code is not None or eventful or self._options.progress:
             notes = ""
             if code is not None:
-                why = (
-                    "stdout closed"
-                    if code == 128 + signal.SIGPIPE
-                    else signal.Signals(code - 128).name
-                )
-                notes = f"; stopped by {why}"
+                if code == 128 + signal.SIGPIPE:
+                    notes = "; stopped: stdout closed"
+                else:
+                    notes = f"; stopped by {signal.Signals(code - 128).name}"
                 if not self._input_complete:
                     notes += ", input not read to the end"
             self._streams.message(reporter.summary() + notes)
