@@ -1,0 +1,237 @@
+"""What ``herdexec run`` tells the world: each job's output, the joblog, and the summary.
+
+Every finished job, and every item that never started, passes through
+:meth:`Reporter.finished` exactly once. That one place writes its joblog line, counts it,
+and passes its output on, whole and under one lock, so that two jobs' output never mixes
+within a line; with ``--keep-order`` it holds output back until every earlier item's is
+out.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from datetime import datetime, timezone
+from typing import IO, BinaryIO, Final, TextIO
+
+from ._cli_jobs import Captured, Job, JobStatus
+
+__all__ = ["JOBLOG_HEADER", "Reporter", "Streams", "joblog_line"]
+
+JOBLOG_HEADER: Final = "seq\tstatus\texit\tattempts\tstart\tduration\titem\n"
+# Tabs and backslashes in an item are escaped so that every joblog line has 7 fields.
+_TSV_ESCAPES: Final = str.maketrans({"\\": "\\\\", "\t": "\\t", "\r": "\\r", "\n": "\\n"})
+# What a terminal would act on rather than show, in the commands herdexec reports.
+_CONTROLS: Final = {c: f"\\x{c:02x}" for c in (*range(32), 127)}
+_SHOWN_MAX: Final = 300
+
+
+class Streams:
+    """Standard output and error, shared by every thread.
+
+    Each write is whole, under one lock, and clear of the progress bar when one is on.
+    A reader that goes away (``herdexec run ... | head``) is told to the ``on_closed``
+    callback once; later output to stdout is dropped.
+
+    Args:
+        stdout: Where the jobs' standard output goes.
+        stderr: Where the jobs' standard error and herdexec's own messages go.
+        on_closed: Called, once, when stdout's reader has gone.
+    """
+
+    def __init__(
+        self, stdout: TextIO, stderr: TextIO, on_closed: Callable[[], object] | None = None
+    ) -> None:
+        self._stdout = stdout
+        self._stderr = stderr
+        self._on_closed = on_closed
+        self._lock = threading.Lock()
+        self._stdout_closed = False
+        #: Set while a progress bar is up: what to hold while writing to a terminal.
+        self.clear_bar: Callable[[], AbstractContextManager[object]] | None = None
+        self._stdout_tty = _isatty(stdout)
+
+    @property
+    def stdout_closed(self) -> bool:
+        return self._stdout_closed
+
+    def message(self, text: str) -> None:
+        """One line of herdexec's own on stderr."""
+        with self._lock, self._cleared(to_stdout=False):
+            self._stderr.write(f"herdexec: {text}\n")
+            self._stderr.flush()
+
+    def output(self, captured: Captured, note: str | None) -> None:
+        """A job's stdout, then its stderr, then herdexec's note about it, all at once."""
+        if not (captured.stdout or captured.stderr or note):
+            return
+        to_stderr = bool(captured.stderr) or note is not None
+        with self._lock, self._cleared(to_stdout=not to_stderr):
+            if captured.stdout and not self._stdout_closed:
+                self._write_stdout(captured.stdout)
+            if captured.stderr:
+                self._stderr.flush()
+                _write(self._stderr.buffer, captured.stderr)
+            if note is not None:
+                self._stderr.write(f"herdexec: {note}\n")
+                self._stderr.flush()
+
+    def _write_stdout(self, data: bytes | IO[bytes]) -> None:
+        try:
+            _write(self._stdout.buffer, data)
+        except BrokenPipeError:
+            self._stdout_closed = True
+            # Python would complain again at exit, flushing what it still holds.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stdout.fileno())
+            os.close(devnull)
+            if self._on_closed is not None:
+                self._on_closed()
+
+    def _cleared(self, *, to_stdout: bool) -> AbstractContextManager[object]:
+        """Clear the bar (on stderr) for a write to stderr, or to a stdout that shares
+        its terminal."""
+        clear_bar = self.clear_bar
+        if clear_bar is None or (to_stdout and not self._stdout_tty):
+            return nullcontext()
+        return clear_bar()
+
+
+class Reporter:
+    """Counts, logs and passes on every job as it ends.
+
+    Args:
+        streams: Where output and notes go.
+        joblog: The open ``--joblog`` file, its header written, or ``None``.
+        keep_order: Pass output on in input order, not as jobs end.
+    """
+
+    def __init__(self, streams: Streams, joblog: TextIO | None, keep_order: bool) -> None:
+        self._streams = streams
+        self._joblog = joblog
+        self._keep_order = keep_order
+        self._lock = threading.Lock()
+        self._held: dict[int, Job] = {}  # --keep-order: ended, waiting for earlier items
+        self._next_seq = 1
+        self.succeeded = 0
+        self.failed = 0  # failure, timeout or killed
+        self.retried = 0  # jobs that took more than one attempt
+        self.not_started = 0
+
+    @property
+    def done(self) -> int:
+        """Jobs that ran and ended, whether they succeeded or not."""
+        return self.succeeded + self.failed
+
+    def finished(self, job: Job) -> None:
+        """``job`` is over: count it, log it, pass its output on (or hold it for order)."""
+        with self._lock:
+            if job.status is JobStatus.SUCCESS:
+                self.succeeded += 1
+            elif job.status is JobStatus.NOT_STARTED:
+                self.not_started += 1
+            else:
+                self.failed += 1
+            self.retried += job.attempts > 1
+            if self._joblog is not None:
+                self._joblog.write(joblog_line(job))
+                self._joblog.flush()
+            if not self._keep_order:
+                self._pass_on(job)
+                return
+            self._held[job.seq] = job
+            while self._next_seq in self._held:
+                self._pass_on(self._held.pop(self._next_seq))
+                self._next_seq += 1
+
+    def retrying(self, job: Job) -> None:
+        """An attempt at ``job`` failed and it will be retried: pass its stderr on now,
+        with a note, and drop its stdout (the attempt that counts will write its own)."""
+        self._streams.output(Captured(stderr=job.output.stderr), _note(job, retrying=True))
+        job.output.close()
+        job.output = Captured()
+
+    def close(self) -> None:
+        """Pass on whatever is still held, in order, and close the joblog."""
+        with self._lock:
+            for seq in sorted(self._held):
+                self._pass_on(self._held.pop(seq))
+            if self._joblog is not None:
+                self._joblog.close()
+
+    def summary(self) -> str:
+        """succeeded / retried / failed / not started, in one line."""
+        return (
+            f"{self.succeeded} succeeded, {self.retried} retried, {self.failed} failed,"
+            f" {self.not_started} not started"
+        )
+
+    def _pass_on(self, job: Job) -> None:
+        try:
+            self._streams.output(job.output, _note(job))
+        finally:
+            job.output.close()
+            job.output = Captured()
+
+
+def joblog_line(job: Job) -> str:
+    """The job's line in the joblog: tab-separated, in the order of JOBLOG_HEADER."""
+    start = ""
+    if job.started is not None:
+        when = datetime.fromtimestamp(job.started, timezone.utc)
+        start = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    fields = (
+        str(job.seq),
+        str(job.status),
+        "" if job.exit_code is None else str(job.exit_code),
+        str(job.attempts),
+        start,
+        "" if job.duration is None else f"{job.duration:.3f}",
+        job.item.translate(_TSV_ESCAPES),
+    )
+    return "\t".join(fields) + "\n"
+
+
+def _note(job: Job, *, retrying: bool = False) -> str | None:
+    """herdexec's line about a job (or an attempt) that did not succeed, after its own
+    output."""
+    status = job.status
+    if status is JobStatus.SUCCESS or status is JobStatus.NOT_STARTED:
+        return None
+    command = _shown(job.argv)
+    if retrying:
+        what = "timed out" if status is JobStatus.TIMEOUT else f"failed with exit {job.exit_code}"
+        return f"attempt {job.attempts} {what}, retrying: {command}"
+    attempts = f" after {job.attempts} attempts" if job.attempts > 1 else ""
+    if job.reason:
+        return f"cannot run {command}: {job.reason} (exit {job.exit_code})"
+    if status is JobStatus.TIMEOUT:
+        return f"timed out{attempts}: {command}"
+    if status is JobStatus.KILLED:
+        return f"killed: {command}"
+    return f"failed with exit {job.exit_code}{attempts}: {command}"
+
+
+def _shown(argv: list[str]) -> str:
+    """A command as a shell would take it back, and safe to print on a terminal."""
+    text = shlex.join(argv).translate(_CONTROLS)
+    return text if len(text) <= _SHOWN_MAX else text[: _SHOWN_MAX - 3] + "..."
+
+
+def _write(stream: BinaryIO, data: bytes | IO[bytes]) -> None:
+    if isinstance(data, bytes):
+        stream.write(data)
+    else:
+        shutil.copyfileobj(data, stream)
+    stream.flush()
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except ValueError:  # closed
+        return False

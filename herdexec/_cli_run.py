@@ -1,0 +1,426 @@
+"""``herdexec run``: read items, run a command for each on a herd, report, and stop cleanly.
+
+Three kinds of thread share the work. A feeder thread reads the input and submits one job
+per item; ``submit`` blocks until a gopher takes it, so the input is read no faster than
+the herd runs it. The gophers run the jobs (:mod:`herdexec._cli_jobs`) and report each one
+as it ends (:mod:`herdexec._cli_report`). The main thread does nothing but wait on one
+pipe for what happens: a signal, the end of the run, a closed stdout, each one byte.
+Signals arrive there through ``signal.set_wakeup_fd``, which the interpreter writes to
+from whichever thread the kernel gave the signal to; a Python handler would run only
+once the main thread woke up for some other reason. And since the handlers do nothing,
+no handler ever runs herd code in the middle of herd code on the main thread.
+
+Stopping, whether by Ctrl-C, SIGTERM or a reader that went away: intake closes
+(``close_input()`` wakes the feeder's blocked submit), jobs waiting for a retry are
+cancelled, and running jobs finish; jobs killed on the way are reported like any other.
+The run is over once every item read has been reported, whatever the feeder is doing
+then: it may be blocked reading a terminal or a pipe that will never say more.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import os
+import select
+import shlex
+import signal
+import stat
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+from functools import partial
+from types import FrameType
+from typing import TYPE_CHECKING, BinaryIO, Final, TextIO
+
+from herdexec import ExponentialBackoff, HerdExecutor, HerdFuture, Retry
+
+from ._cli_jobs import KILL_GRACE, Job, JobOver, JobStatus, Runner, build_argv
+from ._cli_report import Reporter, Streams
+
+if TYPE_CHECKING:
+    from ._cli_progress import Progress
+
+__all__ = ["RunOptions", "dry_run", "read_items", "run"]
+
+#: Seconds between redraws of the progress bar, and between sweeps for retries to
+#: cancel while the run stops.
+_TICK: Final = 0.2
+_READ_SIZE: Final = 64 * 1024
+#: The longest wait between retries, however large --backoff is.
+_MAX_BACKOFF: Final = 60.0
+# Events on the wakeup pipe besides signal numbers, which are below 65.
+_FINISHED: Final = 255
+_STDOUT_CLOSED: Final = 254
+_STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_RESIZE_SIGNALS: Final = {signal.SIGUSR1: +1, signal.SIGUSR2: -1}
+#: Signals that kill the running jobs at once, without waiting for a second one.
+_KILLING_SIGNALS: Final = (signal.SIGTERM, signal.SIGHUP)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """``herdexec run``'s command line, checked, with its files open."""
+
+    command: list[str]
+    items: int  # the file descriptor to read the items from
+    jobs: int
+    retries: int = 0
+    backoff: float = 0.0
+    timeout: float | None = None
+    serve: str | None = None
+    token: str | None = None
+    joblog: TextIO | None = None
+    keep_order: bool = False
+    progress: bool = False
+
+
+def read_items(fd: int) -> Iterator[str]:
+    """One item per line, exactly as given but for the newline; empty lines are skipped.
+
+    Lines are bytes turned into text the way the file system does it (with
+    surrogateescape), so an item that is not valid UTF-8 reaches the command byte for byte.
+    It reads the descriptor itself, not through ``sys.stdin``: a feeder thread still
+    blocked in a read when the run ends must hold no lock that the interpreter's
+    shutdown would wait for (it aborts, "could not acquire lock for <stdin>").
+    """
+    rest = b""
+    while chunk := os.read(fd, _READ_SIZE):
+        *lines, rest = (rest + chunk).split(b"\n")
+        for line in lines:
+            if line:
+                yield os.fsdecode(line)
+    if rest:
+        yield os.fsdecode(rest)
+
+
+def dry_run(options: RunOptions, stdout: BinaryIO) -> int:
+    """Print each command as a shell would read it back, and run none."""
+    for item in read_items(options.items):
+        stdout.write(os.fsencode(shlex.join(build_argv(options.command, item))) + b"\n")
+    stdout.flush()
+    return 0
+
+
+def run(options: RunOptions) -> int:
+    """Run the jobs; return the exit status (0, 1, or 128 + the signal that stopped it).
+
+    Raises:
+        OSError: The control server cannot listen where ``--serve`` says.
+    """
+    return _Run(options).main()
+
+
+class _Run:
+    def __init__(self, options: RunOptions) -> None:
+        self._options = options
+        self._events = _Events()
+        self._streams = Streams(sys.stdout, sys.stderr, partial(self._events.post, _STDOUT_CLOSED))
+        self._reporter = Reporter(self._streams, options.joblog, options.keep_order)
+        self._runner = Runner(options.timeout, options.retries, self._reporter.retrying)
+        logger = logging.getLogger("herdexec.run")
+        logger.propagate = False
+        logger.setLevel(logging.WARNING)
+        logger.addHandler(_MessageHandler(self._streams))
+        self._executor = HerdExecutor(
+            options.jobs,
+            thread_name_prefix="herdexec-run",
+            name="herdexec-run",
+            max_retries=options.retries,
+            backoff=(
+                ExponentialBackoff(options.backoff, maximum=max(_MAX_BACKOFF, options.backoff))
+                if options.backoff
+                else None
+            ),
+            logger=logger,
+        )
+        self._progress: Progress | None = None
+        # Guards what the feeder, the gophers and the main thread share below.
+        self._lock = threading.Lock()
+        self._waiting: dict[Job, HerdFuture[None]] = {}  # submitted, not yet ended
+        self._unreported = 0  # items read and not yet through the reporter
+        self._intake_over = False  # the feeder has stopped
+        self._input_complete = False  # ... at the end of the input
+        self._stop_code: int | None = None  # why the run stops early, as an exit status
+        self._over = False  # every item read is reported: the run is over
+
+    # -- the main thread -------------------------------------------------------------
+
+    def main(self) -> int:
+        handled = (*_STOP_SIGNALS, *_RESIZE_SIGNALS)
+        previous = {signum: signal.getsignal(signum) for signum in handled}
+        previous_fd = signal.set_wakeup_fd(self._events.fd, warn_on_full_buffer=False)
+        for signum in handled:
+            signal.signal(signum, _on_the_pipe)
+        try:
+            if self._options.serve is not None:
+                self._serve(self._options.serve)
+            if self._options.progress:
+                from ._cli_progress import Progress  # noqa: PLC0415  (tqdm only when drawn)
+
+                self._progress = Progress(_count_items(self._options.items), sys.stderr)
+                self._streams.clear_bar = self._progress.cleared
+            threading.Thread(target=self._feed, name="herdexec-run-input", daemon=True).start()
+            self._wait_for_the_end()
+        finally:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._reporter.close()
+            if self._progress is not None:
+                self._show_progress()
+                self._progress.close()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            signal.set_wakeup_fd(previous_fd)
+            self._events.close()
+        return self._finish()
+
+    def _serve(self, addr: str) -> None:
+        server = self._executor.serve(addr, token=self._options.token)
+        self._streams.message(f"control server at {server.url}")
+        if self._options.token is None and not _is_loopback(server.host):
+            self._streams.message(
+                f"warning: anyone who can reach {server.url} can resize this run;"
+                " give --token to require one"
+            )
+
+    def _wait_for_the_end(self) -> None:
+        interrupts = 0
+        kill_at: float | None = None  # when jobs sent SIGTERM get SIGKILL
+        while True:
+            ticking = self._progress is not None or self._stop_code is not None
+            timeout = _TICK if ticking else None
+            if kill_at is not None:
+                timeout = min(_TICK, max(0.0, kill_at - time.monotonic()))
+            for event in self._events.wait(timeout):
+                if event == _FINISHED:
+                    return
+                if event == _STDOUT_CLOSED:
+                    self._stop(128 + signal.SIGPIPE)
+                elif event in _RESIZE_SIGNALS:
+                    self._resize(_RESIZE_SIGNALS[signal.Signals(event)])
+                elif event in _STOP_SIGNALS:
+                    interrupts += 1
+                    self._stop(128 + event)
+                    if event in _KILLING_SIGNALS or interrupts == 2:
+                        kill_at = self._kill(signal.SIGTERM)
+                    elif interrupts > 2:
+                        self._kill(signal.SIGKILL)
+            if kill_at is not None and time.monotonic() >= kill_at:
+                self._kill(signal.SIGKILL)
+                kill_at = None
+            if self._stop_code is not None:
+                self._cancel_retries()
+            self._show_progress()
+
+    def _show_progress(self) -> None:
+        if self._progress is not None:
+            self._progress.show(
+                done=self._reporter.done,
+                failed=self._reporter.failed,
+                running=self._runner.running,
+                herd_size=self._executor.herd_size,
+            )
+
+    def _resize(self, change: int) -> None:
+        size = self._executor.herd_size + change
+        self._executor.herd_size = max(0, min(size, self._executor.max_herd_size))
+
+    def _stop(self, code: int) -> None:
+        """Start no more jobs; running ones finish."""
+        with self._lock:
+            if self._stop_code is not None:
+                return
+            self._stop_code = code
+        self._runner.stop()
+        self._executor.close_input()  # the feeder's blocked submit gives up
+        running = self._runner.running
+        waiting = f", waiting for {running} running" if running else ""
+        if code == 128 + signal.SIGINT:
+            again = " (Ctrl-C again to kill them)" if running else ""
+            self._streams.message(f"interrupted: starting no more jobs{waiting}{again}")
+        elif code == 128 + signal.SIGPIPE:
+            self._streams.message(f"stdout closed: starting no more jobs{waiting}")
+        with self._lock:
+            self._check_over_locked()
+
+    def _kill(self, signum: int) -> float:
+        """Signal every running job; return when the stragglers get SIGKILL."""
+        killed = self._runner.kill(signum)
+        if killed:
+            self._streams.message(f"sending {signal.Signals(signum).name} to {killed} running jobs")
+        return time.monotonic() + KILL_GRACE
+
+    def _cancel_retries(self) -> None:
+        """Cancel the jobs waiting for a retry (cancel() refuses running ones).
+
+        Swept on every tick while the run stops, since a job failing now may be put to
+        wait for its retry just after a sweep.
+        """
+        with self._lock:
+            waiting = list(self._waiting.values())
+        for future in waiting:
+            future.cancel()
+
+    def _finish(self) -> int:
+        reporter = self._reporter
+        code = self._stop_code
+        eventful = reporter.failed or reporter.retried or reporter.not_started
+        if code is not None or eventful or self._options.progress:
+            notes = ""
+            if code is not None:
+                if code == 128 + signal.SIGPIPE:
+                    notes = "; stopped: stdout closed"
+                else:
+                    notes = f"; stopped by {signal.Signals(code - 128).name}"
+                if not self._input_complete:
+                    notes += ", input not read to the end"
+            self._streams.message(reporter.summary() + notes)
+        if code is not None:
+            return code
+        return 1 if reporter.failed or reporter.not_started else 0
+
+    # -- the feeder thread -----------------------------------------------------------
+
+    def _feed(self) -> None:
+        try:
+            for seq, item in enumerate(read_items(self._options.items), 1):
+                if not self._submit(Job(seq, item, build_argv(self._options.command, item))):
+                    return
+            self._input_complete = True
+        except OSError as exc:
+            self._streams.message(f"cannot read the input: {exc}")
+            self._events.post(signal.SIGTERM)
+        finally:
+            with self._lock:
+                self._intake_over = True
+                self._check_over_locked()
+
+    def _submit(self, job: Job) -> bool:
+        """Hand ``job`` to the herd; False once intake has stopped."""
+        with self._lock:
+            if self._over:
+                return False  # read after the end: the summary says the input was cut
+            self._unreported += 1
+            stopped = self._stop_code is not None
+        if stopped:
+            self._report(job)
+            return False
+        try:
+            future = self._executor.submit(self._runner.attempt, job)
+        except RuntimeError:  # close_input() while we waited for a gopher
+            self._report(job)
+            return False
+        with self._lock:
+            self._waiting[job] = future
+        future.add_done_callback(partial(self._ended, job))
+        return True
+
+    # -- the gophers -----------------------------------------------------------------
+
+    def _ended(self, job: Job, future: Future[None]) -> None:
+        """A job's future settled: done, failed for good, or cancelled."""
+        if not future.cancelled():
+            exc = future.exception()
+            if exc is not None and not isinstance(exc, (Retry, JobOver)):
+                job.status, job.reason = JobStatus.FAILURE, f"internal error: {exc!r}"
+        with self._lock:
+            self._waiting.pop(job, None)
+        self._report(job)
+
+    def _report(self, job: Job) -> None:
+        try:
+            self._reporter.finished(job)
+        finally:
+            with self._lock:
+                self._unreported -= 1
+                self._check_over_locked()
+
+    def _check_over_locked(self) -> None:
+        if self._over or self._unreported:
+            return
+        if self._intake_over or self._stop_code is not None:
+            self._over = True
+            self._events.post(_FINISHED)
+
+
+class _Events:
+    """The pipe the main thread waits on: one byte per signal or event."""
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        for fd in (self._read, self._write):
+            os.set_blocking(fd, False)
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def fd(self) -> int:
+        """Where the interpreter writes the numbers of the signals caught."""
+        return self._write
+
+    def post(self, event: int) -> None:
+        """From any thread: tell the main thread."""
+        with self._lock:
+            if not self._closed:
+                # A full pipe wakes the main thread anyway.
+                with contextlib.suppress(BlockingIOError):
+                    os.write(self._write, bytes([event]))
+
+    def wait(self, timeout: float | None) -> bytes:
+        """The events so far, waiting up to ``timeout`` seconds for one."""
+        if not select.select([self._read], [], [], timeout)[0]:
+            return b""
+        try:
+            return os.read(self._read, 512)
+        except BlockingIOError:
+            return b""
+
+    def close(self) -> None:
+        """Close the pipe; a thread that posts later (a feeder whose read failed at
+        last) posts nothing, and never to a descriptor that was reused meanwhile."""
+        with self._lock:
+            self._closed = True
+            os.close(self._read)
+            os.close(self._write)
+
+
+def _on_the_pipe(signum: int, frame: FrameType | None) -> None:
+    """A handler that leaves everything to the wakeup pipe, which has the signal already."""
+
+
+class _MessageHandler(logging.Handler):
+    """The herd's warnings, as herdexec's own lines on stderr."""
+
+    def __init__(self, streams: Streams) -> None:
+        super().__init__(logging.WARNING)
+        self._streams = streams
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._streams.message(record.getMessage())
+        except Exception:
+            self.handleError(record)
+
+
+def _count_items(fd: int) -> int | None:
+    """How many items a regular file holds (then rewound); None for a pipe or a terminal."""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        start = os.lseek(fd, 0, os.SEEK_CUR)
+    except OSError:
+        return None
+    count = sum(1 for _ in read_items(fd))
+    os.lseek(fd, start, os.SEEK_SET)
+    return count
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"

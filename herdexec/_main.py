@@ -1,0 +1,348 @@
+"""The ``herdexec`` command: ``herdexec run`` and ``herdexec ctl`` (also ``python -m herdexec``).
+
+This module is the command line itself: the parsers, whose ``--help`` is the reference
+(docs/cli.md says the same at length), the checks that turn a bad command line into
+exit status 2, and the files opened before anything runs. The work is in
+:mod:`herdexec._cli_run` and :mod:`herdexec._cli_ctl`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Final, TextIO, TypeVar
+
+from herdexec import __version__
+
+from ._cli_ctl import DEFAULT_URL, CtlError, CtlOptions, ctl
+from ._cli_report import JOBLOG_HEADER
+from ._cli_run import RunOptions, dry_run, run
+
+__all__ = ["main"]
+
+#: The largest -j, and the largest size a resize may ask for.
+MAX_JOBS: Final = 10_000
+USAGE_ERROR: Final = 2
+
+_N = TypeVar("_N", int, float)
+
+_RUN_DESCRIPTION = """\
+Run COMMAND once per line of input, on a herd of workers whose size can change while
+it runs. Each line is one item: every {} in COMMAND's arguments is replaced by it, or
+it is added as the last argument if none holds a {}. No shell is involved (say
+`sh -c '...'` for one), so an item is always one plain argument. Empty lines are
+skipped. Jobs read their standard input from /dev/null.
+
+Each job's stdout and stderr are passed on whole when it ends, never mixed with another
+job's. A nonzero exit, or running past --timeout, is a failure; with --retries it is
+tried again after the --backoff wait: a failed attempt's stderr is passed on at once,
+with a note, and only the last attempt's stdout is kept.
+"""
+
+_RUN_EPILOG = """\
+resizing while it runs:
+  SIGUSR1 / SIGUSR2        grow / shrink the herd by one (kill -USR1 PID)
+  --serve HOST:PORT        then: herdexec ctl --url URL set N, or
+                           curl -X PATCH URL/herd -d '{"num": N}'
+
+stopping:
+  Ctrl-C (SIGINT)          start no more jobs; running ones finish; jobs waiting
+                           for a retry are not retried
+  Ctrl-C again             SIGTERM to every running job's process group, then
+                           SIGKILL 1 s later (a third Ctrl-C: SIGKILL at once)
+  SIGTERM, SIGHUP          as two Ctrl-Cs
+  Either way the joblog is complete and a summary goes to stderr.
+
+joblog: tab-separated, a header line, then one line per item read, as it ends:
+  seq status exit attempts start duration item
+  status is success, failure, timeout, killed or not-started; exit is 126 or 127
+  when the command could not be run, 128+N when signal N ended it; start is UTC
+  ISO 8601; duration is seconds from the first attempt's start to the last's end.
+
+exit status:
+  0    every job succeeded (an empty input too)
+  1    some job failed, timed out or was killed
+  2    bad usage, or the run could not start (-a, --joblog or --serve)
+  128+N  stopped by signal N: 130 for Ctrl-C, 143 for SIGTERM, 141 when stdout's
+       reader went away
+
+examples:
+  ls *.png | herdexec run -j 4 -- convert {} {}.jpg
+  herdexec run -a urls.txt --retries 3 --backoff 1 --timeout 30 -- curl -fsSO {}
+  herdexec run -j 0 --serve 127.0.0.1:2112 --joblog jobs.tsv -a work.txt -- ./job.sh
+"""
+
+_CTL_DESCRIPTION = """\
+Talk to the control server of a running herd (`herdexec run --serve HOST:PORT`, or
+HerdExecutor.serve() in a program): read it, resize it, or read its metrics.
+"""
+
+_CTL_EPILOG = f"""\
+actions:
+  get          print GET /herd: the herd's size and counters, as JSON
+  set N        resize the herd to N workers (0 pauses it): PATCH /herd
+  metrics      print GET /metrics, in Prometheus' text format
+
+environment:
+  HERDEXEC_URL     the default for --url ({DEFAULT_URL} without it)
+  HERDEXEC_TOKEN   the default for --token
+
+exit status:
+  0    done
+  1    the server refused (its message is shown), or is not a herd's server
+  2    bad usage
+  3    no server answered at URL
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``herdexec`` console script; returns the exit status."""
+    parser, run_parser = _parsers()
+    try:
+        args = parser.parse_args(argv)
+        if args.subcommand == "ctl":
+            return _ctl(args)
+        return _run(run_parser, args)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(sub: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    command = list(args.command)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not command:
+        sub.error("no COMMAND given: herdexec run [OPTIONS] -- COMMAND [ARG...]")
+    if args.token is not None and args.serve is None:
+        sub.error("--token is for the control server: give --serve HOST:PORT too")
+    items = _open_items(sub, args.arg_file)
+    joblog = None
+    if args.joblog is not None and not args.dry_run:
+        joblog = _open_joblog(sub, args.joblog)
+    progress = args.progress if args.progress is not None else sys.stderr.isatty()
+    options = RunOptions(
+        command=command,
+        items=items,
+        jobs=args.jobs,
+        retries=args.retries,
+        backoff=args.backoff,
+        timeout=args.timeout,
+        serve=args.serve,
+        token=args.token,
+        joblog=joblog,
+        keep_order=args.keep_order,
+        progress=progress and not args.dry_run,
+    )
+    if args.dry_run:
+        return dry_run(options, sys.stdout.buffer)
+    try:
+        return run(options)
+    except (OSError, ValueError) as exc:  # the control server cannot listen there
+        sub.error(f"--serve {args.serve}: {exc}")
+
+
+def _ctl(args: argparse.Namespace) -> int:
+    options = CtlOptions(action=args.action, url=args.url, token=args.token, size=args.size)
+    try:
+        return ctl(options)
+    except CtlError as error:
+        print(f"herdexec ctl: {error}", file=sys.stderr)
+        return error.status
+
+
+def _open_items(sub: argparse.ArgumentParser, path: str | None) -> int:
+    """The file descriptor to read the items from (left open until the process exits)."""
+    try:
+        if path is None or path == "-":
+            os.fstat(0)
+            return 0
+        return os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        sub.error(f"-a {path or '-'}: {exc.strerror}")
+
+
+def _open_joblog(sub: argparse.ArgumentParser, path: str) -> TextIO:
+    try:
+        joblog = open(path, "w", encoding="utf-8", errors="surrogateescape", newline="")  # noqa: SIM115
+    except OSError as exc:
+        sub.error(f"--joblog {path}: {exc.strerror}")
+    joblog.write(JOBLOG_HEADER)
+    joblog.flush()
+    return joblog
+
+
+# -- the parsers -------------------------------------------------------------------
+
+
+def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The ``herdexec`` parser, and its ``run`` subparser (which reports run's errors)."""
+    parser = argparse.ArgumentParser(
+        prog="herdexec",
+        description="A herd of workers at your service: run a command per input line on a"
+        " herd you can resize while it runs, or control a running herd.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="subcommand", required=True, metavar="COMMAND")
+    run_parser = _run_parser(subparsers)
+    _ctl_parser(subparsers)
+    return parser, run_parser
+
+
+def _run_parser(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
+    run_parser = subparsers.add_parser(
+        "run",
+        help="run a command for each input line",
+        description=_RUN_DESCRIPTION,
+        epilog=_RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="%(prog)s [OPTIONS] -- COMMAND [ARG...]",
+    )
+    add = run_parser.add_argument
+    cpus = os.cpu_count() or 1
+    add(
+        "-j",
+        "--jobs",
+        type=_bounded(int, 0, MAX_JOBS),
+        default=cpus,
+        metavar="N",
+        help=f"start with N workers, at most {MAX_JOBS}; 0 starts paused, waiting for a"
+        f" resize (default: the number of CPUs, {cpus})",
+    )
+    add(
+        "-a",
+        "--arg-file",
+        metavar="FILE",
+        help="read the items from FILE instead of standard input ('-' is standard input)",
+    )
+    add(
+        "--retries",
+        type=_bounded(int, 0),
+        default=0,
+        metavar="N",
+        help="try a failed job up to N more times (default: 0)",
+    )
+    add(
+        "--backoff",
+        type=_bounded(float, 0),
+        default=0.0,
+        metavar="SECONDS",
+        help="wait SECONDS before the first retry, twice that before the second, and so on,"
+        " with 10%% jitter, at most 60 s (default: 0, retry at once)",
+    )
+    add(
+        "--timeout",
+        type=_bounded(float, 0, strict=True),
+        metavar="SECONDS",
+        help="kill an attempt still running after SECONDS (SIGTERM to its process group,"
+        " SIGKILL 1 s later) and count it as failed (default: no limit)",
+    )
+    add(
+        "--serve",
+        metavar="HOST:PORT",
+        help="serve the control plane (GET/PATCH /herd, GET /metrics) there; port 0 picks"
+        " a free one; the URL is printed on stderr as 'herdexec: control server at URL'",
+    )
+    add(
+        "--token",
+        default=os.environ.get("HERDEXEC_TOKEN"),
+        metavar="TOKEN",
+        help="with --serve: PATCH /herd needs 'Authorization: Bearer TOKEN'"
+        " (default: $HERDEXEC_TOKEN, if set)",
+    )
+    add(
+        "--joblog",
+        metavar="FILE",
+        help="write one tab-separated line per item to FILE as it ends (see below)",
+    )
+    add(
+        "-k",
+        "--keep-order",
+        action="store_true",
+        help="pass the jobs' output on in input order, not in the order they end",
+    )
+    progress = run_parser.add_mutually_exclusive_group()
+    progress.add_argument(
+        "--progress",
+        action="store_true",
+        default=None,
+        help="draw a progress bar on stderr (default: when stderr is a terminal)",
+    )
+    progress.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        help="draw no progress bar",
+    )
+    run_parser.set_defaults(progress=None)
+    add(
+        "--dry-run",
+        action="store_true",
+        help="print each command that would run, quoted as for a shell, and run none",
+    )
+    add(
+        "command",
+        nargs=argparse.REMAINDER,
+        metavar="-- COMMAND [ARG...]",
+        help="the command to run per item; {} in it stands for the item",
+    )
+    return run_parser
+
+
+def _ctl_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    ctl_parser = subparsers.add_parser(
+        "ctl",
+        help="control a running herd over HTTP",
+        description=_CTL_DESCRIPTION,
+        epilog=_CTL_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    # --url and --token go before the action or after it: after it, they override.
+    _connection_options(ctl_parser, defaults=True)
+    common = argparse.ArgumentParser(add_help=False)
+    _connection_options(common, defaults=False)
+    actions = ctl_parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("get", parents=[common], help="print the herd's size and counters (JSON)")
+    set_parser = actions.add_parser("set", parents=[common], help="resize the herd to N")
+    set_parser.add_argument(
+        "size", type=_bounded(int, 0, MAX_JOBS), metavar="N", help="the new size; 0 pauses"
+    )
+    actions.add_parser("metrics", parents=[common], help="print the Prometheus metrics")
+    ctl_parser.set_defaults(size=None)
+
+
+def _connection_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("HERDEXEC_URL", DEFAULT_URL) if defaults else argparse.SUPPRESS,
+        help="the server's address, like http://127.0.0.1:2112 or 127.0.0.1:2112"
+        f" (default: $HERDEXEC_URL, else {DEFAULT_URL})",
+    )
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("HERDEXEC_TOKEN") if defaults else argparse.SUPPRESS,
+        help="send 'Authorization: Bearer TOKEN' (default: $HERDEXEC_TOKEN, if set)",
+    )
+
+
+def _bounded(
+    kind: Callable[[str], _N], low: _N, high: _N | None = None, *, strict: bool = False
+) -> Callable[[str], _N]:
+    """An argparse type: ``kind(text)`` within [low, high] (above low, if ``strict``)."""
+
+    def convert(text: str) -> _N:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not math.isfinite(value) or (value <= low if strict else value < low):
+            raise argparse.ArgumentTypeError(f"must be {'above' if strict else 'at least'} {low}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high}")
+        return value
+
+    return convert
