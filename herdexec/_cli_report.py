@@ -208,7 +208,8 @@ def _note(job: Job, *, retrying: bool = False) -> str | None:
         return f"attempt {job.attempts} {what}, retrying: {command}"
     attempts = f" after {job.attempts} attempts" if job.attempts > 1 else ""
     if job.reason:
-        return f"cannot run {command}: {job.reason} (exit {job.exit_code})"
+        code = "" if job.exit_code is None else f" (exit {job.exit_code})"
+        return f"cannot run {command}: {job.reason}{code}"
     if status is JobStatus.TIMEOUT:
         return f"timed out{attempts}: {command}"
     if status is JobStatus.KILLED:
