@@ -55,10 +55,6 @@ class Streams:
         self.clear_bar: Callable[[], AbstractContextManager[object]] | None = None
         self._stdout_tty = _isatty(stdout)
 
-    @property
-    def stdout_closed(self) -> bool:
-        return self._stdout_closed
-
     def message(self, text: str) -> None:
         """One line of herdexec's own on stderr."""
         with self._lock, self._cleared(to_stdout=False):
