@@ -55,10 +55,6 @@ class Streams:
         self.clear_bar: Callable[[], AbstractContextManager[object]] | None = None
         self._stdout_tty = _isatty(stdout)
 
-    @property
-    def stdout_closed(self) -> bool:
-        return self._stdout_closed
-
     def message(self, text: str) -> None:
         """One line of herdexec's own on stderr."""
         with self._lock, self._cleared(to_stdout=False):
@@ -208,7 +204,8 @@ def _note(job: Job, *, retrying: bool = False) -> str | None:
         return f"attempt {job.attempts} {what}, retrying: {command}"
     attempts = f" after {job.attempts} attempts" if job.attempts > 1 else ""
     if job.reason:
-        return f"cannot run {command}: {job.reason} (exit {job.exit_code})"
+        code = "" if job.exit_code is None else f" (exit {job.exit_code})"
+        return f"cannot run {command}: {job.reason}{code}"
     if status is JobStatus.TIMEOUT:
         return f"timed out{attempts}: {command}"
     if status is JobStatus.KILLED:

@@ -45,7 +45,7 @@ from ._cli_report import Reporter, Streams
 if TYPE_CHECKING:
     from ._cli_progress import Progress
 
-__all__ = ["RunOptions", "dry_run", "read_items", "run"]
+__all__ = ["RunOptions", "ServeError", "dry_run", "read_items", "run"]
 
 #: Seconds between redraws of the progress bar, and between sweeps for retries to
 #: cancel while the run stops.
@@ -60,6 +60,10 @@ _STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _RESIZE_SIGNALS: Final = {signal.SIGUSR1: +1, signal.SIGUSR2: -1}
 #: Signals that kill the running jobs at once, without waiting for a second one.
 _KILLING_SIGNALS: Final = (signal.SIGTERM, signal.SIGHUP)
+
+
+class ServeError(Exception):
+    """The control server cannot listen where ``--serve`` says (the message says why)."""
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,7 @@ def run(options: RunOptions) -> int:
     """Run the jobs; return the exit status (0, 1, or 128 + the signal that stopped it).
 
     Raises:
-        OSError: The control server cannot listen where ``--serve`` says.
+        ServeError: The control server cannot listen where ``--serve`` says.
     """
     return _Run(options).main()
 
@@ -179,7 +183,10 @@ class _Run:
         return self._finish()
 
     def _serve(self, addr: str) -> None:
-        server = self._executor.serve(addr, token=self._options.token)
+        try:
+            server = self._executor.serve(addr, token=self._options.token)
+        except (OSError, ValueError) as exc:  # in use, say, or not host:port
+            raise ServeError(f"--serve {addr}: {exc}") from exc
         self._streams.message(f"control server at {server.url}")
         if self._options.token is None and not _is_loopback(server.host):
             self._streams.message(

@@ -19,7 +19,7 @@ from herdexec import __version__
 
 from ._cli_ctl import DEFAULT_URL, CtlError, CtlOptions, ctl
 from ._cli_report import JOBLOG_HEADER
-from ._cli_run import RunOptions, dry_run, run
+from ._cli_run import RunOptions, ServeError, dry_run, run
 
 __all__ = ["main"]
 
@@ -118,6 +118,7 @@ def _run(sub: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         sub.error("no COMMAND given: herdexec run [OPTIONS] -- COMMAND [ARG...]")
     if args.token is not None and args.serve is None:
         sub.error("--token is for the control server: give --serve HOST:PORT too")
+    token = args.token if args.token is not None else os.environ.get("HERDEXEC_TOKEN")
     items = _open_items(sub, args.arg_file)
     joblog = None
     if args.joblog is not None and not args.dry_run:
@@ -131,7 +132,7 @@ def _run(sub: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         backoff=args.backoff,
         timeout=args.timeout,
         serve=args.serve,
-        token=args.token,
+        token=token,
         joblog=joblog,
         keep_order=args.keep_order,
         progress=progress and not args.dry_run,
@@ -140,8 +141,8 @@ def _run(sub: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return dry_run(options, sys.stdout.buffer)
     try:
         return run(options)
-    except (OSError, ValueError) as exc:  # the control server cannot listen there
-        sub.error(f"--serve {args.serve}: {exc}")
+    except ServeError as exc:
+        sub.error(str(exc))
 
 
 def _ctl(args: argparse.Namespace) -> int:
@@ -249,7 +250,6 @@ def _run_parser(
     )
     add(
         "--token",
-        default=os.environ.get("HERDEXEC_TOKEN"),
         metavar="TOKEN",
         help="with --serve: PATCH /herd needs 'Authorization: Bearer TOKEN'"
         " (default: $HERDEXEC_TOKEN, if set)",

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from datetime import datetime
@@ -306,6 +307,31 @@ def test_bad_usage_exits_2_before_running_anything(args: list[str]) -> None:
     assert result.returncode == 2, result
     assert "usage: herdexec" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_token_in_the_environment_is_used_only_by_a_served_run() -> None:
+    environ = {**os.environ, "HERDEXEC_TOKEN": "from-env"}
+    plain = subprocess.run(
+        [HERDEXEC, "run", "--", "true"], input=b"x\n", env=environ, timeout=TIMEOUT, check=False
+    )
+    assert plain.returncode == 0
+    served = subprocess.Popen(
+        [HERDEXEC, "run", "--serve", "127.0.0.1:0", "--", "true"],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=environ,
+    )
+    try:
+        assert served.stderr is not None
+        url = Lines(served.stderr.fileno()).wait_for(r"control server at (http://\S+)")[1]
+        request = urllib.request.Request(f"{url}/herd", data=b'{"num": 3}', method="PATCH")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 401
+        refused.value.close()
+    finally:
+        served.communicate(timeout=TIMEOUT)
+    assert served.returncode == 0
 
 
 def test_a_missing_command_is_a_failure_with_exit_127_not_a_crash(tmp_path: Path) -> None:
