@@ -343,8 +343,9 @@ class HerdExecutor(Executor):
 
         A caller still blocked in submit() gets RuntimeError and its work does not run.
         On a paused herd with accepted work, ``wait=True`` waits (and logs a warning)
-        until the herd is resized from another thread or over HTTP. Then the control
-        server closes and the herd leaves the metrics.
+        until the herd is resized from another thread or over HTTP. Once the accepted
+        work is done (with or without ``wait``), the control server closes and the herd
+        leaves the metrics.
 
         Args:
             wait: Wait for the accepted work and the gopher threads.
@@ -354,6 +355,18 @@ class HerdExecutor(Executor):
         self._herd.shutdown(cancel_futures=cancel_futures)
         if wait:
             self._herd.join()
+            self._close_control()
+        else:
+            # The control plane stays until the accepted work is done: a paused herd must
+            # still be resumable over HTTP, and its metrics still count.
+            threading.Thread(
+                target=self._close_control_when_done,
+                name=f"herdexec-closer-{self._name}",
+                daemon=True,
+            ).start()
+
+    def _close_control_when_done(self) -> None:
+        self._herd.join()
         self._close_control()
 
     # -- the control plane -----------------------------------------------------------

@@ -29,6 +29,7 @@ from herdexec import ControlServer, HerdExecutor
 from herdexec._routes import MAX_BODY
 from herdexec._server import _Handler
 
+from .helpers import wait_until
 from .http_helpers import call, call_json, raw
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "quickstart.py"
@@ -662,3 +663,15 @@ def test_readme_curl_commands_against_the_example() -> None:
     assert sorted(out.splitlines()) == sorted(
         f"workID:{i}, status: success, result:{i + 10}" for i in range(10)
     )
+
+
+def test_shutdown_without_wait_keeps_serving_until_the_work_is_done() -> None:
+    herd = HerdExecutor(0, backlog=None, registry=None)
+    server = herd.serve("127.0.0.1:0")
+    future = herd.submit(int, "6")
+    herd.shutdown(wait=False)
+    assert not server.closed  # the paused herd can still be resumed over HTTP
+    status, _, body = call_json(server, "PATCH", "/herd", b'{"num": 1}')
+    assert (status, body) == (200, {"num": 1, "msg": "success"})
+    assert future.result(timeout=10) == 6
+    assert wait_until(lambda: server.closed)
