@@ -476,10 +476,15 @@ class Herd:
         nxt = self._after(item, tally)
         # Settle the future last, so that whoever its result wakes finds the counters,
         # the output and the gopher's next move already done.
-        if status is Status.SUCCESS:
-            future.set_result(work.result)
-        else:
-            future.set_exception(exception or WorkFailed(work))
+        try:
+            if status is Status.SUCCESS:
+                future.set_result(work.result)
+            else:
+                future.set_exception(exception or WorkFailed(work))
+        except BaseException:
+            # A done-callback raised past Future's own `except Exception`: the gopher
+            # holds its next work already, and must live to run it.
+            self.logger.exception("herd %r: a done-callback raised for work %r", self.name, work.id)
         return nxt
 
     def _record(self, item: Item, status: Status, tally: list[Any]) -> None:

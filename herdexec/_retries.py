@@ -84,7 +84,8 @@ class RetryTimer(Generic[T]):
             while self._heap:
                 wait = self._heap[0][0] - time.monotonic()
                 if wait > 0:
-                    self._wake.wait(wait)
+                    # A backoff may be longer than a lock wait can be (inf, say).
+                    self._wake.wait(min(wait, threading.TIMEOUT_MAX))
                     continue
                 self._on_due(heapq.heappop(self._heap)[2])
             self.thread = None
