@@ -1,30 +1,40 @@
 """Per-task overhead of HerdExecutor against ThreadPoolExecutor, side by side.
 
 For each worker count and mode, both pools run the same no-op tasks in the same process,
-interleaved round by round, and the table shows the median per-task cost of each and
-their ratio (herd / pool; below 1.00 the herd is faster). Two workloads:
+interleaved round by round (the order swapped every round), and the table shows the
+median per-task cost of each and their ratio (herd / pool; below 1.00 the herd is
+faster). Two workloads:
 
 - submit+result: submit every task, then wait for every future;
 - map: ``list(pool.map(fn, range(n)))``.
 
-Usage: ``python benchmarks/bench_overhead.py [--tasks 30000] [--rounds 5] [--workers 8 64]``
+Every round makes fresh pools, starts all their threads (each worker blocks on a barrier
+until every one is up), runs a short untimed warm-up, collects garbage, then times.
+The pool is the anchor in both modes; only the herd's ``backlog`` changes.
+
+Usage: ``python benchmarks/bench_overhead.py [--tasks 30000] [--rounds 5] [--workers 1 8 64]``
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import statistics
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # also run as a script
+
+from benchmarks import _common
 from herdexec import HerdExecutor
 
-MODES = {"default": 0, "backlog=None": None}
+MODES: dict[str, int | None] = {"default": 0, "backlog=None": None}
+TARGET = 1.10  # the ratio not to exceed...
+TARGET_WORKERS = (8, 64)  # ...at these worker counts
 
 
 def noop() -> None:
@@ -46,100 +56,138 @@ def map_all(pool: Executor, tasks: int) -> None:
         pass
 
 
+def submit_streamed(pool: Executor, tasks: int, window: int = 1000) -> None:
+    """submit+result holding at most ``window`` futures: the oldest is waited for before
+    the next submit, so that memory does not grow with ``tasks``."""
+    futures: deque[Future[None]] = deque()
+    for _ in range(tasks):
+        if len(futures) == window:
+            futures.popleft().result()
+        futures.append(pool.submit(noop))
+    for future in futures:
+        future.result()
+
+
 WORKLOADS: dict[str, Callable[[Executor, int], None]] = {
     "submit+result": submit_and_wait,
     "map": map_all,
+    "streamed": submit_streamed,  # for bench_growth
 }
 
 
-def per_task_seconds(make: Callable[[], Executor], workload: str, tasks: int) -> float:
-    """One round: a fresh pool, a warm-up, then the timed run."""
+def make_pool(kind: str, workers: int, mode: str) -> Executor:
+    if kind == "pool":
+        return ThreadPoolExecutor(workers)
+    return HerdExecutor(workers, backlog=MODES[mode], registry=None)
+
+
+def start_threads(pool: Executor, workers: int) -> None:
+    """Make the pool start every one of its threads: each task waits for all the others."""
+    barrier = threading.Barrier(workers + 1)
+    futures = [pool.submit(barrier.wait) for _ in range(workers)]
+    barrier.wait()
+    for future in futures:
+        future.result()
+
+
+def per_task_seconds(
+    kind: str, workers: int, mode: str, workload: str, tasks: int, batches: int = 1
+) -> list[float]:
+    """One round on a fresh, warm pool: the seconds per task of ``batches`` timed runs."""
     run = WORKLOADS[workload]
-    with make() as pool:
-        run(pool, min(tasks, 2000))  # start the threads before the clock does
-        started = time.perf_counter()
-        run(pool, tasks)
-        return (time.perf_counter() - started) / tasks
+    times = []
+    with make_pool(kind, workers, mode) as pool:
+        start_threads(pool, workers)
+        run(pool, min(tasks, 2000))  # untimed: warm the code paths
+        for _ in range(batches):
+            _common.warm_up()
+            started = time.perf_counter()
+            run(pool, tasks)
+            times.append((time.perf_counter() - started) / tasks)
+    return times
 
 
-@dataclass
-class Row:
-    workload: str
-    workers: int
-    mode: str
-    pool_us: float
-    herd_us: float
+def measure(
+    workers: Sequence[int] = (1, 8, 64),
+    tasks: int = 30_000,
+    rounds: int = 5,
+    modes: Sequence[str] = tuple(MODES),
+    workloads: Sequence[str] = ("submit+result", "map"),
+) -> dict[str, Any]:
+    """Every workload x worker count x mode, ``rounds`` interleaved rounds of each.
 
-    @property
-    def ratio(self) -> float:
-        return self.herd_us / self.pool_us
-
-
-def measure(workers: Iterable[int], tasks: int, rounds: int) -> list[Row]:
-    rows = []
-    for workload in WORKLOADS:
-        for count in workers:
-            for mode, backlog in MODES.items():
-                pool_times, herd_times = [], []
-                for _ in range(rounds):  # interleaved, so drift hits both alike
-                    pool_times.append(
-                        per_task_seconds(lambda c=count: ThreadPoolExecutor(c), workload, tasks)
-                    )
-                    herd_times.append(
-                        per_task_seconds(
-                            lambda c=count, b=backlog: HerdExecutor(c, backlog=b),
-                            workload,
-                            tasks,
-                        )
-                    )
-                rows.append(
-                    Row(
-                        workload,
-                        count,
-                        mode,
-                        statistics.median(pool_times) * 1e6,
-                        statistics.median(herd_times) * 1e6,
-                    )
+    Rounds are the outer loop, so that a disturbance of the machine hits one round of
+    every figure rather than every round of one, and the medians shed it.
+    """
+    configs = [(wl, n, mode) for wl in workloads for n in workers for mode in modes]
+    samples: dict[tuple[str, int, str], dict[str, list[float]]] = {
+        config: {"pool": [], "herd": []} for config in configs
+    }
+    loads = [_common.load()]
+    for index in range(rounds):
+        for config in configs:
+            kinds = ("pool", "herd") if index % 2 == 0 else ("herd", "pool")
+            for kind in kinds:
+                samples[config][kind] += per_task_seconds(
+                    kind, config[1], config[2], config[0], tasks
                 )
-                print(f"  {rows[-1].workload} {count} workers {mode}: done", file=sys.stderr)
-    return rows
+        loads.append(_common.load())
+        _common.progress(f"overhead: round {index + 1}/{rounds} done (load {loads[-1]:.2f})")
+    rows = []
+    for (workload, count, mode), times in samples.items():
+        pool_us = _common.median(times["pool"]) * 1e6
+        herd_us = _common.median(times["herd"]) * 1e6
+        ratio = herd_us / pool_us
+        ok = ratio <= TARGET if count in TARGET_WORKERS else None
+        rows.append(
+            {
+                "workload": workload,
+                "workers": count,
+                "mode": mode,
+                "pool_us": pool_us,
+                "herd_us": herd_us,
+                "ratio": ratio,
+                "ok": ok,
+                "pool_samples_us": [t * 1e6 for t in times["pool"]],
+                "herd_samples_us": [t * 1e6 for t in times["herd"]],
+            }
+        )
+    return {"tasks": tasks, "rounds": rounds, "load": loads, "rows": rows}
 
 
-def machine() -> str:
-    return (
-        f"Python {platform.python_version()} ({platform.python_implementation()}),"
-        f" {platform.system()} {platform.machine()}, {os.cpu_count()} CPUs"
+def table(result: dict[str, Any]) -> str:
+    head = (
+        f"Per-task overhead: {result['tasks']} no-op tasks, median of {result['rounds']}"
+        f" rounds; target herd/pool <= {TARGET:.2f} at {' and '.join(map(str, TARGET_WORKERS))}"
+        " workers"
     )
-
-
-def table(rows: list[Row], tasks: int, rounds: int) -> str:
-    lines = [
-        f"{tasks} no-op tasks, median of {rounds} rounds; {machine()}",
-        "",
-        "| workload | workers | mode | ThreadPoolExecutor µs/task | HerdExecutor µs/task | ratio |",
-        "|---|---:|---|---:|---:|---:|",
+    rows = [
+        (
+            r["workload"],
+            r["workers"],
+            r["mode"],
+            f"{r['pool_us']:.2f}",
+            f"{r['herd_us']:.2f}",
+            f"{r['ratio']:.2f}",
+            _common.verdict(r["ok"]),
+        )
+        for r in result["rows"]
     ]
-    lines += [
-        f"| {r.workload} | {r.workers} | {r.mode} | {r.pool_us:.2f} | {r.herd_us:.2f}"
-        f" | {r.ratio:.2f} |"
-        for r in rows
-    ]
-    return "\n".join(lines)
+    headers = ("workload", "workers", "herd mode", "ThreadPoolExecutor µs/task")
+    headers += ("HerdExecutor µs/task", "herd/pool", "target")
+    return head + "\n\n" + _common.markdown(headers, rows, "lrlrrrl")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=30_000)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--workers", type=int, nargs="+", default=[8, 64])
-    parser.add_argument("--target", type=float, default=1.10, help="the ratio not to exceed")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 8, 64])
     args = parser.parse_args(argv)
-    rows = measure(args.workers, args.tasks, args.rounds)
-    print(table(rows, args.tasks, args.rounds))
-    slow = [r for r in rows if r.ratio > args.target]
-    for r in slow:
-        print(f"over target: {r.workload} {r.workers} {r.mode}: {r.ratio:.2f}", file=sys.stderr)
-    return 1 if slow else 0
+    print(_common.describe(_common.machine()))
+    result = measure(args.workers, args.tasks, args.rounds)
+    print(table(result))
+    return 1 if any(r["ok"] is False for r in result["rows"]) else 0
 
 
 if __name__ == "__main__":
