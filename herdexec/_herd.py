@@ -365,8 +365,8 @@ class Herd:
             change, self._size = size - self._size, size
             if self._slots is not None:
                 self._resize_slots_locked(change)
-            if self._state is not _State.BROKEN:
-                waiting = self._ready.qsize() - self._idle.qsize() + len(self._due)
+            if self._state is not _State.BROKEN and not self._ended:
+                waiting = self._ready.qsize() - self._marks - self._idle.qsize() + len(self._due)
                 for _ in range(min(waiting, size - self._alive)):
                     self._spawn_locked()
             # Busy surplus gophers leave as they finish; idle ones when woken.
