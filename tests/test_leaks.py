@@ -74,6 +74,6 @@ def test_a_thousand_herds_leave_nothing_behind() -> None:
         t for t in threading.enumerate() if t.name.startswith(PREFIX)
     ]
     assert [t for t in threading.enumerate() if t.name.startswith(PREFIX)] == []
-    assert herds_alive() == objects_before
+    assert herds_alive() <= objects_before  # herds of earlier tests may go meanwhile
     assert [r for r in refs if r() is not None] == []
-    assert len(herdexec._lifecycle._live) == live_before
+    assert len(herdexec._lifecycle._live) <= live_before
