@@ -9,6 +9,8 @@ from collections.abc import Callable
 
 from herdexec import HerdExecutor, Retry
 
+from .helpers import wait_until
+
 MakeHerd = Callable[..., HerdExecutor]
 
 
@@ -42,9 +44,11 @@ def test_wait_sees_a_cancelled_retry(make_herd: MakeHerd) -> None:
 
     future = herd.submit(task)
     attempted.wait(10)
+    # The attempt has begun; cancel only once its retry waits (until then it runs).
+    assert wait_until(lambda: herd.stats().pending_retries == 1)
     waiter = threading.Thread(target=concurrent.futures.wait, args=([future],))
     waiter.start()
-    future.cancel()
+    assert future.cancel()
     waiter.join(timeout=10)
     assert not waiter.is_alive()
 
