@@ -752,7 +752,9 @@ def test_a_signal_interrupts_a_blocked_submit_cleanly(backlog: int, deaths: Deat
             gate.set()
             for future in futures:
                 future.result(timeout=10)
-            assert_capacity(herd, 1 + backlog)
+            # The capacity is not checked here: a signal that lands just as the wait
+            # gets its slot leaks the slot, the known bug that the strict xfail below
+            # pins down; here it would come and go with the timing.
             herd.shutdown()
             assert ran == []
             assert_counts_add_up(herd)
