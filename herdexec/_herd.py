@@ -33,6 +33,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from contextlib import suppress
+from functools import partial
 from time import perf_counter
 from typing import Any, Final
 
@@ -115,7 +116,8 @@ _WAKE: Final = Item.__new__(Item)
 # What Herd._after tells the gopher besides its next work.
 _WAIT: Final = Item.__new__(Item)  # idle token given: block on the ready queue
 _GONE: Final = Item.__new__(Item)  # departed: end the thread
-_REFUSED: Final = object()
+_REFUSED: Final = object()  # a slot token that tells a blocked caller to give up
+_NO_TOKEN: Final = object()  # never on the slot queue
 
 
 class Herd:
@@ -292,23 +294,37 @@ class Herd:
                 self._spawn_locked()
 
     def _wait_for_slot(self, slots: queue.SimpleQueue[object], timeout: float | None) -> None:
+        """Block until a slot token comes, or until the herd refuses this caller.
+
+        A Ctrl-C is raised at the first bytecode after the wait that it interrupted, or
+        that it merely landed during: a token returned to a local would be lost there
+        and the herd would take one work fewer for good. So the token goes from the
+        queue into ``held`` in C, where no interrupt can fall in between, and anything
+        raised later gives it back.
+        """
         with self._lock:
             self._check_open_locked()
             self._waiting += 1
+        held: list[object] = []
         try:
-            token = slots.get(timeout=timeout)
+            try:
+                held.extend(itertools.islice(iter(partial(slots.get, True, timeout), _NO_TOKEN), 1))
+            finally:
+                with self._lock:
+                    self._waiting -= 1
+            if held[0] is _REFUSED:
+                with self._lock:
+                    self._check_open_locked()
         except queue.Empty:
             # concurrent.futures' own, so that one except clause catches this and a
             # result() timeout alike (it is the built-in one from Python 3.11 on).
             raise futures.TimeoutError(
                 f"no gopher took the work within {timeout} seconds"
             ) from None
-        finally:
-            with self._lock:
-                self._waiting -= 1
-        if token is _REFUSED:
-            with self._lock:
-                self._check_open_locked()
+        except BaseException:
+            if held:
+                slots.put(held.pop())
+            raise
 
     def _check_open_locked(self) -> None:
         if self._state is _State.OPEN and not _lifecycle.exiting:
@@ -610,10 +626,12 @@ class Herd:
         if item.slot and self._slots is not None:
             self._give_back_slot()
         item.slot = False  # a waiting retry holds no slot and no gopher
+        # Counted even if the herd has just broken and the retry never runs: the work
+        # and on_retry have seen it, and the counts must agree with them.
+        tally[RETRIED] += 1
         with self._lock:
             broken = self._state is _State.BROKEN
             if not broken:
-                tally[RETRIED] += 1
                 future._withdraw = self._withdraw
                 if delay <= 0:
                     self._due.append(item)

@@ -39,7 +39,7 @@ __all__ = ["track", "untrack"]
 # (metric name, HerdStats attribute, help). gofherd's three counters come first.
 _COUNTERS = (
     ("herdexec_success_total", "succeeded", "Works that ended in SUCCESS."),
-    ("herdexec_retry_total", "retried", "Retries made; a work retried twice counts twice."),
+    ("herdexec_retry_total", "retried", "Retries granted; a work retried twice counts twice."),
     ("herdexec_failure_total", "failed", "Works that ended in FAILURE."),
     ("herdexec_cancelled_total", "cancelled", "Works cancelled before they ran."),
     ("herdexec_submitted_total", "submitted", "Works the herd accepted."),

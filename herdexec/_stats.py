@@ -18,7 +18,8 @@ class HerdStats:
         pending_retries: Works waiting for a retry, in backoff or due.
         submitted: Works the herd accepted.
         succeeded: Works that ended in SUCCESS.
-        retried: Retries made (a work retried twice counts twice).
+        retried: Retries granted, one per ``on_retry`` call (a work retried twice
+            counts twice).
         failed: Works that ended in FAILURE.
         cancelled: Works cancelled before they ran, or while waiting for a retry. A work
             cancelled in the queue counts once a gopher (or shutdown) drops it; until then

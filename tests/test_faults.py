@@ -454,12 +454,6 @@ def test_retries_waiting_when_the_herd_breaks_fail_once(
         close_or_forget(herd, deaths)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a work that asks for a retry just as the herd breaks gets "
-    "work.retries += 1 and on_retry, but Herd._retry counts no retry in stats() "
-    "(retried != sum of retries) and the retry never happens",
-)
 def test_a_retry_asked_for_as_the_herd_breaks_is_counted_consistently(
     caplog: pytest.LogCaptureFixture, deaths: Deaths
 ) -> None:
@@ -752,9 +746,7 @@ def test_a_signal_interrupts_a_blocked_submit_cleanly(backlog: int, deaths: Deat
             gate.set()
             for future in futures:
                 future.result(timeout=10)
-            # The capacity is not checked here: a signal that lands just as the wait
-            # gets its slot leaks the slot, the known bug that the strict xfail below
-            # pins down; here it would come and go with the timing.
+            assert_capacity(herd, 1 + backlog)  # the interrupted wait took no slot
             herd.shutdown()
             assert ran == []
             assert_counts_add_up(herd)
@@ -764,12 +756,6 @@ def test_a_signal_interrupts_a_blocked_submit_cleanly(backlog: int, deaths: Deat
             close_or_forget(herd, deaths)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a KeyboardInterrupt that lands once the blocked submit has its slot "
-    "(Herd._wait_for_slot: slots.get() returned, the pending signal raises at the next "
-    "bytecode) leaks that slot: the herd takes one work fewer, for good",
-)
 @pytest.mark.usefixtures("sigint_raises")
 def test_an_interrupt_pending_while_blocked_gives_the_slot_back(deaths: Deaths) -> None:
     """_thread.interrupt_main() sets the interrupt without waking the blocked wait, so
