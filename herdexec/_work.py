@@ -12,6 +12,8 @@ from concurrent.futures import Future
 from concurrent.futures._base import PENDING
 from typing import Any, TypeVar
 
+from ._condition import FutureCondition
+
 T = TypeVar("T")
 
 
@@ -68,14 +70,22 @@ class HerdFuture(Future[T]):
     """A ``concurrent.futures.Future`` that also carries its :class:`Work`.
 
     While the work waits for a retry the future is pending again, so ``cancel()`` works
-    on it and cancels the retry.
+    on it and cancels the retry. Its lock is a cheaper one than the stdlib's, with the
+    same behaviour (see ``herdexec/_condition.py``).
     """
 
     # Set by the herd while a retry waits, so cancel() can take it back.
     _withdraw: Callable[[HerdFuture[Any]], None] | None = None
 
     def __init__(self, work: Work) -> None:
-        super().__init__()
+        # Future.__init__'s fields, with a cheaper condition (see _condition.py);
+        # tests/test_api.py checks that they are the same as the running Python's.
+        self._condition = FutureCondition()  # type: ignore[assignment]
+        self._state = PENDING
+        self._result = None
+        self._exception = None
+        self._waiters = []
+        self._done_callbacks: list[Callable[[Future[T]], object]] = []
         self._work = work
 
     @property

@@ -11,6 +11,7 @@ interpreter's exit.
 from __future__ import annotations
 
 import _thread
+import concurrent.futures
 import itertools
 import math
 import queue
@@ -720,7 +721,7 @@ def assert_capacity(herd: HerdExecutor, capacity: int) -> None:
     gate = threading.Event()
     try:
         probes = [herd.send_work(Work(f"probe{n}", gate), timeout=0) for n in range(capacity)]
-        with pytest.raises(TimeoutError):
+        with pytest.raises(concurrent.futures.TimeoutError):
             herd.send_work(Work("one too many", gate), timeout=0)
     finally:
         gate.set()

@@ -1,0 +1,147 @@
+"""The cheaper condition inside HerdFuture: the Future contract it must keep."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from concurrent import futures
+from concurrent.futures import Future
+
+import pytest
+
+from herdexec import HerdFuture, Work
+from herdexec._condition import FutureCondition
+
+from .helpers import wait_until
+
+
+def test_a_herd_future_has_the_fields_of_this_pythons_future() -> None:
+    """HerdFuture sets Future's fields itself: a Python that adds one must fail here."""
+    mine = set(vars(HerdFuture(Work("w"))))
+    assert mine - {"_work"} == set(vars(Future()))
+
+
+def test_it_is_a_reentrant_lock_that_excludes_other_threads() -> None:
+    condition = FutureCondition()
+    with condition, condition:
+        other = threading.Thread(target=lambda: taken.append(condition.acquire(timeout=0)))
+        taken: list[bool] = []
+        other.start()
+        other.join()
+        assert taken == [False]
+    assert condition.acquire(blocking=False)
+    condition.release()
+
+
+def test_wait_releases_every_level_and_restores_them() -> None:
+    condition = FutureCondition()
+    notified: list[bool] = []
+
+    def waiter() -> None:
+        with condition, condition:
+            notified.append(condition.wait(timeout=10))
+            condition.release()  # held twice again, as before the wait
+            condition.release()
+            with pytest.raises(RuntimeError):
+                condition.release()
+            condition.acquire()
+            condition.acquire()
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    assert wait_until(lambda: bool(condition._waiters))
+    with condition:  # taken while the waiter, which held it twice, waits
+        condition.notify_all()
+    thread.join(10)
+    assert notified == [True]
+    assert condition._waiters == []
+
+
+@pytest.mark.parametrize("timeout", [0, -1, 0.01])
+def test_a_wait_that_times_out_leaves_no_waiter(timeout: float) -> None:
+    condition = FutureCondition()
+    with condition:
+        assert condition.wait(timeout) is False
+    assert condition._waiters == []
+
+
+def test_notify_all_wakes_every_waiter() -> None:
+    condition = FutureCondition()
+    woken: list[bool] = []
+
+    def waiter() -> None:
+        with condition:
+            woken.append(condition.wait(timeout=10))
+
+    threads = [threading.Thread(target=waiter) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    assert wait_until(lambda: len(condition._waiters) == len(threads))
+    with condition:
+        condition.notify_all()
+        condition.notify_all()  # a second one finds no one and does nothing
+    for thread in threads:
+        thread.join(10)
+    assert woken == [True] * len(threads)
+
+
+def test_wait_without_the_lock_is_an_error() -> None:
+    condition = FutureCondition()
+    with pytest.raises(RuntimeError):
+        condition.wait(0)
+    assert condition._waiters == []
+
+
+@pytest.fixture
+def sigint_raises() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals reach only the main thread")
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("sigint_raises")
+def test_an_interrupted_result_leaves_the_future_usable() -> None:
+    future: HerdFuture[int] = HerdFuture(Work("w"))
+    main = threading.main_thread().ident
+    assert main is not None
+
+    def interrupt() -> None:
+        if wait_until(lambda: bool(future._condition._waiters)):  # type: ignore[attr-defined]
+            signal.pthread_kill(main, signal.SIGINT)
+
+    helper = threading.Thread(target=interrupt)
+    helper.start()
+    with pytest.raises(KeyboardInterrupt):
+        future.result(timeout=10)
+    helper.join(10)
+    assert future._condition._waiters == []  # type: ignore[attr-defined]
+    assert future.set_running_or_notify_cancel()
+    future.set_result(7)
+    assert future.result(timeout=0) == 7
+
+
+def test_stdlib_waits_take_herd_and_stdlib_futures_together() -> None:
+    """wait() and as_completed() lock every future they watch, of either kind."""
+    herd: HerdFuture[int] = HerdFuture(Work("herd"))
+    stdlib: Future[int] = Future()
+    settle = threading.Barrier(2)
+
+    def settle_both() -> None:
+        settle.wait()
+        for future, value in ((stdlib, 1), (herd, 2)):
+            future.set_running_or_notify_cancel()
+            future.set_result(value)
+
+    thread = threading.Thread(target=settle_both)
+    thread.start()
+    settle.wait()
+    done, not_done = futures.wait([herd, stdlib], timeout=10)
+    thread.join(10)
+    assert (done, not_done) == ({herd, stdlib}, set())
+    assert sorted(f.result() for f in futures.as_completed([herd, stdlib], timeout=10)) == [1, 2]
+    assert "state=finished returned int" in repr(herd)
