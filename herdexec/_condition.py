@@ -33,8 +33,10 @@ class FutureCondition(_thread.RLock):  # type: ignore[misc]
     __slots__ = ("_waiters",)
 
     def __init__(self) -> None:
-        # One lock per waiting thread, held until notify_all() releases it.
-        self._waiters: list[_thread.LockType] = []
+        # One lock per waiting thread, held until notify_all() releases it; None until
+        # a thread waits, as most futures are done before anyone does, so that a future
+        # costs the garbage collector one object less.
+        self._waiters: list[_thread.LockType] | None = None
 
     def wait(self, timeout: float | None = None) -> bool:
         """Release the lock (however deeply held), sleep until notified or until
@@ -43,6 +45,8 @@ class FutureCondition(_thread.RLock):  # type: ignore[misc]
             raise RuntimeError("cannot wait on un-acquired lock")
         waiter = _allocate_lock()
         waiter.acquire()
+        if self._waiters is None:
+            self._waiters = []
         self._waiters.append(waiter)
         saved = self._release_save()  # type: ignore[attr-defined]
         notified = False
@@ -56,14 +60,15 @@ class FutureCondition(_thread.RLock):  # type: ignore[misc]
             return notified
         finally:
             self._acquire_restore(saved)  # type: ignore[attr-defined]
-            if not notified:  # timed out or interrupted: take the waiter back, unless
-                with suppress(ValueError):  # notify_all() took it in the meantime
-                    self._waiters.remove(waiter)
+            waiters = self._waiters
+            if not notified and waiters:  # timed out or interrupted: take the waiter
+                with suppress(ValueError):  # back, unless notify_all() took it already
+                    waiters.remove(waiter)
 
     def notify_all(self) -> None:
         """Wake every thread in :meth:`wait`; called with the lock held."""
         waiters = self._waiters
         if waiters:
-            self._waiters = []
+            self._waiters = None
             for waiter in waiters:
                 waiter.release()

@@ -9,12 +9,17 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from concurrent.futures import Future
-from concurrent.futures._base import PENDING
-from typing import Any, TypeVar
+from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED, PENDING
+from typing import Any, Final, TypeVar
 
 from ._condition import FutureCondition
 
 T = TypeVar("T")
+
+_DONE = (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED)
+# Stands for an empty list of done-callbacks: Future._invoke_callbacks iterates it
+# alike, and code that appends to it fails rather than add to every future.
+_NO_CALLBACKS: Final[Any] = ()
 
 
 class Status(enum.Enum):
@@ -78,14 +83,16 @@ class HerdFuture(Future[T]):
     _withdraw: Callable[[HerdFuture[Any]], None] | None = None
 
     def __init__(self, work: Work) -> None:
-        # Future.__init__'s fields, with a cheaper condition (see _condition.py);
-        # tests/test_api.py checks that they are the same as the running Python's.
+        # Future.__init__'s fields, with a cheaper condition (see _condition.py) and no
+        # list for done-callbacks until there is one: most futures never get one, and
+        # each object a future holds is one more for the garbage collector to scan.
+        # tests/test_future.py checks that the fields are the running Python's.
         self._condition = FutureCondition()  # type: ignore[assignment]
         self._state = PENDING
         self._result = None
         self._exception = None
         self._waiters = []
-        self._done_callbacks: list[Callable[[Future[T]], object]] = []
+        self._done_callbacks = _NO_CALLBACKS
         self._work = work
 
     @property
@@ -107,6 +114,17 @@ class HerdFuture(Future[T]):
     def retries(self) -> int:
         """How many retries the work has had."""
         return self._work.retries
+
+    def add_done_callback(self, fn: Callable[[Future[T]], object]) -> None:
+        """As ``Future.add_done_callback``: ``fn(future)`` once the future is done."""
+        with self._condition:
+            if self._state not in _DONE:
+                if self._done_callbacks is _NO_CALLBACKS:
+                    self._done_callbacks = [fn]
+                else:
+                    self._done_callbacks.append(fn)
+                return
+        super().add_done_callback(fn)  # done: Future calls it at once, and logs a raise
 
     def cancel(self) -> bool:
         """Cancel the work if it has not started, or if it is waiting for a retry."""

@@ -1,4 +1,5 @@
-"""The cheaper condition inside HerdFuture: the Future contract it must keep."""
+"""HerdFuture's cheaper insides (its condition, its callback list): the Future contract
+they must keep."""
 
 from __future__ import annotations
 
@@ -14,6 +15,11 @@ from herdexec import HerdFuture, Work
 from herdexec._condition import FutureCondition
 
 from .helpers import wait_until
+
+
+def settle(future: Future[int], value: int) -> None:
+    assert future.set_running_or_notify_cancel()
+    future.set_result(value)
 
 
 def test_a_herd_future_has_the_fields_of_this_pythons_future() -> None:
@@ -55,7 +61,7 @@ def test_wait_releases_every_level_and_restores_them() -> None:
         condition.notify_all()
     thread.join(10)
     assert notified == [True]
-    assert condition._waiters == []
+    assert not condition._waiters
 
 
 @pytest.mark.parametrize("timeout", [0, -1, 0.01])
@@ -63,7 +69,7 @@ def test_a_wait_that_times_out_leaves_no_waiter(timeout: float) -> None:
     condition = FutureCondition()
     with condition:
         assert condition.wait(timeout) is False
-    assert condition._waiters == []
+    assert not condition._waiters
 
 
 def test_notify_all_wakes_every_waiter() -> None:
@@ -77,7 +83,7 @@ def test_notify_all_wakes_every_waiter() -> None:
     threads = [threading.Thread(target=waiter) for _ in range(8)]
     for thread in threads:
         thread.start()
-    assert wait_until(lambda: len(condition._waiters) == len(threads))
+    assert wait_until(lambda: len(condition._waiters or ()) == len(threads))
     with condition:
         condition.notify_all()
         condition.notify_all()  # a second one finds no one and does nothing
@@ -90,7 +96,7 @@ def test_wait_without_the_lock_is_an_error() -> None:
     condition = FutureCondition()
     with pytest.raises(RuntimeError):
         condition.wait(0)
-    assert condition._waiters == []
+    assert not condition._waiters
 
 
 @pytest.fixture
@@ -119,7 +125,7 @@ def test_an_interrupted_result_leaves_the_future_usable() -> None:
     with pytest.raises(KeyboardInterrupt):
         future.result(timeout=10)
     helper.join(10)
-    assert future._condition._waiters == []  # type: ignore[attr-defined]
+    assert not future._condition._waiters  # type: ignore[attr-defined]
     assert future.set_running_or_notify_cancel()
     future.set_result(7)
     assert future.result(timeout=0) == 7
@@ -129,19 +135,53 @@ def test_stdlib_waits_take_herd_and_stdlib_futures_together() -> None:
     """wait() and as_completed() lock every future they watch, of either kind."""
     herd: HerdFuture[int] = HerdFuture(Work("herd"))
     stdlib: Future[int] = Future()
-    settle = threading.Barrier(2)
 
     def settle_both() -> None:
-        settle.wait()
-        for future, value in ((stdlib, 1), (herd, 2)):
-            future.set_running_or_notify_cancel()
-            future.set_result(value)
+        # Once wait() has locked both and hung its waiter on each.
+        if wait_until(lambda: bool(herd._waiters and stdlib._waiters)):
+            settle(stdlib, 1)
+            settle(herd, 2)
 
     thread = threading.Thread(target=settle_both)
     thread.start()
-    settle.wait()
     done, not_done = futures.wait([herd, stdlib], timeout=10)
     thread.join(10)
     assert (done, not_done) == ({herd, stdlib}, set())
     assert sorted(f.result() for f in futures.as_completed([herd, stdlib], timeout=10)) == [1, 2]
     assert "state=finished returned int" in repr(herd)
+
+
+def test_done_callbacks_run_once_in_order_before_or_after_done(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    future: HerdFuture[int] = HerdFuture(Work("w"))
+    calls: list[tuple[str, int]] = []
+    future.add_done_callback(lambda f: calls.append(("first", f.result())))
+    future.add_done_callback(lambda f: 1 // 0)  # logged; the others still run
+    future.add_done_callback(lambda f: calls.append(("second", f.result())))
+    with caplog.at_level("ERROR", logger="concurrent.futures"):
+        settle(future, 3)
+        assert calls == [("first", 3), ("second", 3)]
+        future.add_done_callback(lambda f: calls.append(("late", f.result())))
+        future.add_done_callback(lambda f: 1 // 0)
+    assert calls == [("first", 3), ("second", 3), ("late", 3)]
+    assert [r.exc_info[0] for r in caplog.records if r.exc_info] == [ZeroDivisionError] * 2
+
+
+def test_a_cancelled_future_calls_its_callbacks() -> None:
+    future: HerdFuture[int] = HerdFuture(Work("w"))
+    calls: list[bool] = []
+    future.add_done_callback(lambda f: calls.append(f.cancelled()))
+    assert future.cancel()
+    future.add_done_callback(lambda f: calls.append(f.cancelled()))
+    assert calls == [True, True]
+
+
+def test_futures_share_no_callbacks() -> None:
+    first: HerdFuture[int] = HerdFuture(Work("a"))
+    second: HerdFuture[int] = HerdFuture(Work("b"))
+    calls: list[str] = []
+    first.add_done_callback(lambda f: calls.append("a"))
+    settle(second, 1)
+    settle(first, 1)
+    assert calls == ["a"]
