@@ -5,9 +5,9 @@ object is written in Python: it copies five bound methods of its ``RLock`` onto 
 when it is made, and runs every ``with`` through Python-level ``__enter__`` and
 ``__exit__``. A future's life (made, started, settled, read) costs 3.4 µs with it and
 1.9 µs with this one, and in ``benchmarks/bench_overhead.py`` a herd's per-task cost
-fell by a third with the change, more than those 1.5 µs, likely because the gophers and
-the thread in ``result()`` meet on these locks, and a lock held across fewer bytecodes is
-less often held by a thread that has just lost the GIL.
+fell by a quarter to a half with the change, more than those 1.5 µs, likely because the
+gophers and the thread in ``result()`` meet on these locks, and a lock held across fewer
+bytecodes is less often held by a thread that has just lost the GIL.
 
 ``Future`` asks of its ``_condition`` only ``with``, ``acquire``/``release`` (``wait()``
 and ``as_completed()`` take all their futures' locks), ``wait(timeout)`` and
