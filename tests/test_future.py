@@ -185,3 +185,14 @@ def test_futures_share_no_callbacks() -> None:
     settle(second, 1)
     settle(first, 1)
     assert calls == ["a"]
+
+
+def test_a_settled_future_refuses_a_second_outcome() -> None:
+    future: HerdFuture[int] = HerdFuture(Work("w"))
+    settle(future, 1)
+    with pytest.raises(futures.InvalidStateError, match=r"FINISHED: <HerdFuture at 0x"):
+        future.set_result(2)
+    with pytest.raises(futures.InvalidStateError, match="returned int"):
+        future.set_exception(ValueError())
+    assert future.result(timeout=0) == 1
+    assert repr(future).endswith("state=finished returned int>")
