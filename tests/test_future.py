@@ -196,3 +196,46 @@ def test_a_settled_future_refuses_a_second_outcome() -> None:
         future.set_exception(ValueError())
     assert future.result(timeout=0) == 1
     assert repr(future).endswith("state=finished returned int>")
+
+
+def test_waiters_with_and_without_timeouts_race_the_settling_thread() -> None:
+    """Bounded stress: each future has waiters that time out over and over, waiters that
+    block, and a wait() over all of them, while another thread settles them one by one.
+    Every waiter sees its result, and no waiter is left behind on any lock."""
+    count = 200
+    herd_futures: list[HerdFuture[int]] = [HerdFuture(Work(str(n))) for n in range(count)]
+    seen: list[list[int]] = [[] for _ in range(4)]
+
+    def impatient(into: list[int]) -> None:
+        for n, future in enumerate(herd_futures):
+            while True:
+                try:
+                    into.append(future.result(timeout=0.0005 * (n % 3)))
+                    break
+                except futures.TimeoutError:
+                    continue
+
+    def patient(into: list[int]) -> None:
+        into.extend(future.result(timeout=30) for future in herd_futures)
+
+    def all_at_once(into: list[int]) -> None:
+        done, not_done = futures.wait(herd_futures, timeout=30)
+        into.extend(sorted(f.result() for f in done))
+        assert not not_done
+
+    threads = [
+        threading.Thread(target=impatient, args=(seen[0],)),
+        threading.Thread(target=impatient, args=(seen[1],)),
+        threading.Thread(target=patient, args=(seen[2],)),
+        threading.Thread(target=all_at_once, args=(seen[3],)),
+    ]
+    for thread in threads:
+        thread.start()
+    for n, future in enumerate(herd_futures):
+        settle(future, n)
+    for thread in threads:
+        thread.join(30)
+    assert not any(thread.is_alive() for thread in threads)
+    assert seen == [list(range(count))] * 4
+    assert not any(f._condition._waiters for f in herd_futures)  # type: ignore[attr-defined]
+    assert not any(f._waiters for f in herd_futures)
