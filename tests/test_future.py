@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
 from concurrent import futures
 from concurrent.futures import Future
 
@@ -97,17 +96,6 @@ def test_wait_without_the_lock_is_an_error() -> None:
     with pytest.raises(RuntimeError):
         condition.wait(0)
     assert not condition._waiters
-
-
-@pytest.fixture
-def sigint_raises() -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
-        pytest.skip("signals reach only the main thread")
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 @pytest.mark.usefixtures("sigint_raises")
