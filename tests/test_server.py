@@ -7,6 +7,7 @@ clients (http.client, urllib, raw sockets for what those refuse to send).
 from __future__ import annotations
 
 import errno
+import gc
 import inspect
 import json
 import logging
@@ -17,6 +18,7 @@ import sys
 import threading
 import urllib.error
 import urllib.request
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -675,3 +677,21 @@ def test_shutdown_without_wait_keeps_serving_until_the_work_is_done() -> None:
     assert (status, body) == (200, {"num": 1, "msg": "success"})
     assert future.result(timeout=10) == 6
     assert wait_until(lambda: server.closed)
+
+
+def test_a_dropped_serving_herd_lives_until_shutdown(registry: CollectorRegistry) -> None:
+    """Its server holds it, so an operator can still resize it; shutdown() ends both."""
+    herd = HerdExecutor(1, addr="127.0.0.1:0", registry=registry)
+    server = herd._server
+    assert server is not None
+    ref = weakref.ref(herd)
+    del herd
+    gc.collect()
+    revived = ref()
+    assert revived is not None
+    status, _, body = call_json(server, "PATCH", "/herd", b'{"num": 2}')
+    assert (status, body["num"]) == (200, 2)
+    assert revived.herd_size == 2
+    revived.shutdown()
+    with pytest.raises(ConnectionRefusedError):
+        call_json(server, "GET", "/herd")
