@@ -114,8 +114,7 @@ def test_an_interrupted_result_leaves_the_future_usable() -> None:
         future.result(timeout=10)
     helper.join(10)
     assert not future._condition._waiters  # type: ignore[attr-defined]
-    assert future.set_running_or_notify_cancel()
-    future.set_result(7)
+    settle(future, 7)
     assert future.result(timeout=0) == 7
 
 
