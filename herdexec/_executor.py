@@ -23,7 +23,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.registry import CollectorRegistry
 
 from . import _metrics
-from ._herd import Herd, Item
+from ._herd import Herd
 from ._server import ControlServer
 from ._stats import HerdStats
 from ._work import HerdFuture, Status, Work
@@ -239,8 +239,8 @@ class HerdExecutor(Executor):
             RuntimeError: After shutdown() or close_input().
             BrokenHerd: An initializer failed.
         """
-        future: HerdFuture[T] = HerdFuture(Work(str(next(self._ids))))
-        self._herd.accept(Item(future, fn, args, kwargs, False), None)
+        future: HerdFuture[T] = HerdFuture(Work(str(next(self._ids))), fn, args, kwargs)
+        self._herd.accept(future, None)
         return future
 
     def send_work(self, work: Work, timeout: float | None = None) -> HerdFuture[Any]:
@@ -260,8 +260,8 @@ class HerdExecutor(Executor):
             raise RuntimeError("send_work() needs a process function: HerdExecutor(process=...)")
         if not isinstance(work, Work):
             raise TypeError(f"send_work() takes a herdexec.Work, not {type(work).__name__}")
-        future: HerdFuture[Any] = HerdFuture(work)
-        self._herd.accept(Item(future, self._process, (work,), {}, True), _check_timeout(timeout))
+        future: HerdFuture[Any] = HerdFuture(work, self._process, (work,), process=True)
+        self._herd.accept(future, _check_timeout(timeout))
         return future
 
     def map(
@@ -310,9 +310,9 @@ class HerdExecutor(Executor):
     def _submit_by(
         self, deadline: float | None, fn: Callable[..., T], args: tuple[Any, ...]
     ) -> HerdFuture[T]:
-        future: HerdFuture[T] = HerdFuture(Work(str(next(self._ids))))
+        future: HerdFuture[T] = HerdFuture(Work(str(next(self._ids))), fn, args)
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-        self._herd.accept(Item(future, fn, args, {}, False), timeout)
+        self._herd.accept(future, timeout)
         return future
 
     def close_input(self) -> None:

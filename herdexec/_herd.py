@@ -56,7 +56,7 @@ from ._tally import (
 )
 from ._work import HerdFuture, Status, Work
 
-__all__ = ["Callbacks", "Herd", "Item"]
+__all__ = ["Callbacks", "Herd"]
 
 Callbacks = tuple[
     "Callable[[Work], object] | None",
@@ -87,35 +87,14 @@ _OPEN: Final = _State.OPEN  # read on every submit and every finished work
 _PAUSED_POLL: Final = 0.1
 
 
-class Item:
-    """A work on its way through the herd: the future and the call that settles it."""
-
-    __slots__ = ("args", "fn", "future", "kwargs", "process", "slot")
-
-    def __init__(
-        self,
-        future: HerdFuture[Any],
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        process: bool,
-    ) -> None:
-        self.future = future
-        self.fn = fn
-        self.args = args
-        self.kwargs = kwargs
-        # True: fn is a process function whose return value is the Status.
-        self.process = process
-        # Holds a slot token, to give back when done (a retry gives its slot up).
-        self.slot = True
-
-
-# The marker on the ready queue that wakes a gopher to look around: leave if the herd
-# has too many or no more work, else take due work, else idle again.
-_WAKE: Final = Item.__new__(Item)
+# Markers, futures only in type (never set up, never handed out), so that the ready
+# queue and a gopher's next move are of one type. The marker on the ready queue that
+# wakes a gopher to look around: leave if the herd has too many or no more work, else
+# take due work, else idle again.
+_WAKE: Final[HerdFuture[Any]] = HerdFuture.__new__(HerdFuture)
 # What Herd._after tells the gopher besides its next work.
-_WAIT: Final = Item.__new__(Item)  # idle token given: block on the ready queue
-_GONE: Final = Item.__new__(Item)  # departed: end the thread
+_WAIT: Final[HerdFuture[Any]] = HerdFuture.__new__(HerdFuture)  # idle token given: block
+_GONE: Final[HerdFuture[Any]] = HerdFuture.__new__(HerdFuture)  # departed: end the thread
 _REFUSED: Final = object()  # a slot token that tells a blocked caller to give up
 _NO_TOKEN: Final = object()  # never on the slot queue
 
@@ -156,7 +135,7 @@ class Herd:
         self.logger = logger
         self._own_logger = own_logger  # the user gave it: report everything there too
 
-        self._ready: queue.SimpleQueue[Item] = queue.SimpleQueue()
+        self._ready: queue.SimpleQueue[HerdFuture[Any]] = queue.SimpleQueue()
         # One token per gopher idle in ready.get() with no work promised to it.
         self._idle: queue.SimpleQueue[None] = queue.SimpleQueue()
         # Gopher threads started and not yet gone. Gophers leave when it exceeds the
@@ -178,8 +157,8 @@ class Herd:
 
         # Served before the ready queue: retries whose backoff is over, and works that a
         # gopher handed back because the herd shrank under it.
-        self._due: deque[Item] = deque()
-        self._backoffs: RetryTimer[Item] = RetryTimer(
+        self._due: deque[HerdFuture[Any]] = deque()
+        self._backoffs: RetryTimer[HerdFuture[Any]] = RetryTimer(
             self._lock, f"{thread_name_prefix}_retries", self._due_locked, self._changed.notify_all
         )
 
@@ -239,7 +218,7 @@ class Herd:
                 idle=idle,
                 waiting_submitters=self._waiting,
                 backlog=max(0, queued - idle),  # what the idle gophers cannot take now
-                pending_retries=sum(not i.slot for i in self._due) + len(self._backoffs),
+                pending_retries=sum(not f._holds_slot for f in self._due) + len(self._backoffs),
                 submitted=self._submitted,
                 succeeded=tally[SUCCEEDED],
                 retried=tally[RETRIED],
@@ -267,8 +246,8 @@ class Herd:
 
     # -- intake ----------------------------------------------------------------------
 
-    def accept(self, item: Item, timeout: float | None) -> None:
-        """Give ``item`` a slot, blocking until one is free.
+    def accept(self, future: HerdFuture[Any], timeout: float | None) -> None:
+        """Give ``future`` a slot, blocking until one is free.
 
         Raises:
             RuntimeError: The herd takes no more work (shut down, input closed).
@@ -289,7 +268,7 @@ class Herd:
             # Queue the work first, so that a gopher started for it finds it: an idle
             # token must never stand for a gopher that is in fact busy, or a later work
             # would wait for a gopher that is not coming.
-            self._ready.put(item)
+            self._ready.put(future)
             if not _take(self._idle) and self._alive < self._size:  # else an idle one takes it
                 self._spawn_locked()
 
@@ -426,86 +405,105 @@ class Herd:
                 self._break(tally)
                 return
         ready = self._ready
-        item: Item | None = None
-        while item is not _GONE:
-            if item is _WAIT:
+        future: HerdFuture[Any] | None = None
+        while future is not _GONE:
+            if future is _WAIT:
                 # Wait here, not in _run(): its frame would keep the last work, its
                 # arguments and its result alive while the gopher idles (GH-60488).
-                item = ready.get()
-                if item is _WAKE:
+                future = ready.get()
+                if future is _WAKE:
                     # Woken, not given work: its idle token no longer stands for it.
                     # (None left: one was taken for a work that someone else got.)
                     with suppress(queue.Empty):
                         self._idle.get_nowait()
-            elif item is None:
-                item = self._due_pop() if self._due else None
-                if item is None:
-                    item = self._read_or_idle()
-            elif item is _WAKE:
-                item = _GONE if self._should_leave(tally, marker=True) else None
+            elif future is None:
+                future = self._due_pop() if self._due else None
+                if future is None:
+                    future = self._read_or_idle()
+            elif future is _WAKE:
+                future = _GONE if self._should_leave(tally, marker=True) else None
             else:
                 # Busy from here, before the check, so that busy never undercounts.
                 tally[RUNNING] = 1
-                if self._alive > self._size and self._hand_back(item, tally):
-                    item = _GONE
-                elif item.future.set_running_or_notify_cancel():
-                    item = self._run(item, tally)
+                if self._alive > self._size and self._hand_back(future, tally):
+                    future = _GONE
+                elif future.set_running_or_notify_cancel():
+                    future = self._run(future, tally)
                 else:
                     tally[CANCELLED] += 1
-                    item = self._after(item, tally)
+                    future = self._after(future, tally)
 
-    def _due_pop(self) -> Item | None:
+    def _due_pop(self) -> HerdFuture[Any] | None:
         with self._lock:
             return self._due.popleft() if self._due else None
 
-    def _run(self, item: Item, tally: list[Any]) -> Item | None:
-        """Make one attempt at ``item``, settle it, and return what _after says."""
-        future = item.future
-        work = future.work
-        exception: BaseException | None = None
-        started = perf_counter()
-        try:
-            value = item.fn(*item.args, **item.kwargs)
-        except BaseException as exc:
-            exception = exc
-            status = Status.RETRY if isinstance(exc, self._retry_on) else Status.FAILURE
-        else:
-            if not item.process:
-                status = Status.SUCCESS
-                work.result = value
-            elif isinstance(value, Status):
-                status = value
-            else:
-                status = Status.FAILURE
-                exception = TypeError(
-                    f"process() must return a herdexec.Status, not {type(value).__name__}"
-                )
-        seconds = perf_counter() - started
-        tally[SECONDS] += seconds
-        tally[BUCKET0 + bisect_left(DURATION_BUCKETS, seconds)] += 1
-        work.exception = exception
-        if status is Status.RETRY:
-            if work.retries < self._max_retries:
-                return self._retry(item, tally)
-            status = Status.FAILURE
-        self._record(item, status, tally)
-        nxt = self._after(item, tally)
-        # Settle the future last, so that whoever its result wakes finds the counters,
-        # the output and the gopher's next move already done.
-        try:
-            if status is Status.SUCCESS:
-                future.set_result(work.result)
-            else:
-                future.set_exception(exception or WorkFailed(work))
-        except BaseException:
-            # A done-callback raised past Future's own `except Exception`: the gopher
-            # holds its next work already, and must live to run it.
-            self.logger.exception("herd %r: a done-callback raised for work %r", self.name, work.id)
-        return nxt
+    def _run(self, future: HerdFuture[Any], tally: list[Any]) -> HerdFuture[Any] | None:
+        """Make one attempt at ``future``: settle it or let it wait for a retry, and
+        return what _after says.
 
-    def _record(self, item: Item, status: Status, tally: list[Any]) -> None:
+        This frame can outlive the attempt: the traceback of an exception that the call
+        or the backoff raised holds every frame down to the one that raised it, each with
+        its locals. So it ends holding nothing of the work's: a cycle from the future
+        back to itself would wait for the garbage collector, and hold the arguments and
+        the gopher's next work until then. ThreadPoolExecutor's ``_WorkItem.run`` drops
+        its own locals for the same reason.
+        """
+        work = future.work
+        value: Any = None
+        exception: BaseException | None = None
+        nxt: HerdFuture[Any] | None = None
+        try:
+            started = perf_counter()
+            try:
+                value = future._fn(*future._args, **future._kwargs)  # type: ignore[misc]
+            except BaseException as exc:
+                exception = exc
+                status = Status.RETRY if isinstance(exc, self._retry_on) else Status.FAILURE
+            else:
+                if not future._process:
+                    status = Status.SUCCESS
+                    work.result = value
+                elif isinstance(value, Status):
+                    status = value
+                else:
+                    status = Status.FAILURE
+                    exception = TypeError(
+                        f"process() must return a herdexec.Status, not {type(value).__name__}"
+                    )
+            seconds = perf_counter() - started
+            tally[SECONDS] += seconds
+            tally[BUCKET0 + bisect_left(DURATION_BUCKETS, seconds)] += 1
+            if status is Status.RETRY:
+                if work.retries < self._max_retries:
+                    delay = self._retry_delay(work.retries + 1)
+                    if not isinstance(delay, BaseException):
+                        work.exception = exception
+                        return self._retry(future, delay, tally)
+                    exception = delay  # the backoff raised: the work fails with that
+                status = Status.FAILURE
+            work.exception = exception
+            self._record(future, status, tally)
+            nxt = self._after(future, tally)
+            # Settle the future last, so that whoever its result wakes finds the counters,
+            # the output and the gopher's next move already done.
+            try:
+                if status is Status.SUCCESS:
+                    future.set_result(work.result)
+                else:
+                    future.set_exception(exception or WorkFailed(work))
+            except BaseException:
+                # A done-callback raised past Future's own `except Exception`: the gopher
+                # holds its next work already, and must live to run it.
+                self.logger.exception(
+                    "herd %r: a done-callback raised for work %r", self.name, work.id
+                )
+            return nxt
+        finally:
+            del future, work, value, exception, nxt
+
+    def _record(self, future: HerdFuture[Any], status: Status, tally: list[Any]) -> None:
         """A work ends: its status, its callback, the output, then the tally."""
-        work = item.future.work
+        work = future.work
         work.status = status
         if status is Status.SUCCESS:
             if self._on_success is not None:
@@ -515,13 +513,14 @@ class Herd:
         if self._output is not None:
             self._output.put(work)  # a bounded output waits for its reader
         tally[SUCCEEDED if status is Status.SUCCESS else FAILED] += 1
+        future._drop_call()
         if self._max_retries:
-            item.future._withdraw = None
+            future._withdraw = None
 
-    def _after(self, item: Item, tally: list[Any]) -> Item:
-        """A gopher is done with ``item``: its next work, _WAIT or _GONE."""
+    def _after(self, future: HerdFuture[Any], tally: list[Any]) -> HerdFuture[Any]:
+        """A gopher is done with ``future``: its next work, _WAIT or _GONE."""
         tally[RUNNING] = 0
-        if item.slot and self._slots is not None:
+        if future._holds_slot and self._slots is not None:
             self._give_back_slot()
         if (self._alive > self._size or self._state is not _OPEN) and self._should_leave(tally):
             return _GONE
@@ -533,7 +532,7 @@ class Herd:
         # the result wakes finds this gopher idle rather than starting another.
         return self._read_or_idle()
 
-    def _read_or_idle(self) -> Item:
+    def _read_or_idle(self) -> HerdFuture[Any]:
         """The next work on the ready queue, or _WAIT once this gopher's idle token is in."""
         ready = self._ready
         if not ready.empty():  # cheaper than an Empty raised on every idle moment
@@ -544,13 +543,13 @@ class Herd:
         self._idle.put(None)
         return _WAIT
 
-    def _hand_back(self, item: Item, tally: list[Any]) -> bool:
-        """A gopher that the herd shrank under is about to start ``item``: if it is
+    def _hand_back(self, future: HerdFuture[Any], tally: list[Any]) -> bool:
+        """A gopher that the herd shrank under is about to start ``future``: if it is
         surplus, it puts the work first in line for the others and leaves."""
         with self._lock:
             if self._alive <= self._size:
                 return False
-            self._due.appendleft(item)
+            self._due.appendleft(future)
             self._depart_locked(tally)
             return True
 
@@ -604,28 +603,28 @@ class Herd:
 
     # -- retries ---------------------------------------------------------------------
 
-    def _retry(self, item: Item, tally: list[Any]) -> Item | None:
-        future = item.future
+    def _retry_delay(self, attempt: int) -> float | BaseException:
+        """The backoff before retry number ``attempt``, or what the backoff raised."""
+        if self._backoff is None:
+            return 0.0
+        try:
+            return _check_delay(self._backoff(attempt), attempt)
+        except BaseException as exc:  # the work fails with it; the gopher goes on
+            return exc
+
+    def _retry(
+        self, future: HerdFuture[Any], delay: float, tally: list[Any]
+    ) -> HerdFuture[Any] | None:
+        """Let the work wait ``delay`` seconds for its next attempt, holding no slot."""
         work = future.work
-        attempt = work.retries + 1
-        delay = 0.0
-        if self._backoff is not None:
-            try:
-                delay = _check_delay(self._backoff(attempt), attempt)
-            except BaseException as exc:  # the work fails with it; the gopher goes on
-                work.exception = exc
-                self._record(item, Status.FAILURE, tally)
-                nxt = self._after(item, tally)
-                future.set_exception(exc)
-                return nxt
-        work.retries = attempt
+        work.retries += 1
         work.status = Status.RETRY
         if self._on_retry is not None:
             self._call_back(self._on_retry, work)
         future._await_retry()
-        if item.slot and self._slots is not None:
+        if future._holds_slot and self._slots is not None:
             self._give_back_slot()
-        item.slot = False  # a waiting retry holds no slot and no gopher
+        future._holds_slot = False  # a waiting retry holds no slot and no gopher
         # Counted even if the herd has just broken and the retry never runs: the work
         # and on_retry have seen it, and the counts must agree with them.
         tally[RETRIED] += 1
@@ -634,51 +633,49 @@ class Herd:
             if not broken:
                 future._withdraw = self._withdraw
                 if delay <= 0:
-                    self._due.append(item)
+                    self._due.append(future)
                 else:
-                    timer = self._backoffs.add_locked(item, delay)
+                    timer = self._backoffs.add_locked(future, delay)
                     if timer is not None:
                         self._threads.add(timer)
         if broken:
-            self._fail_broken(item)
-        return self._after(item, tally)
+            self._fail_broken(future)
+        return self._after(future, tally)
 
-    def _due_locked(self, item: Item) -> None:
+    def _due_locked(self, future: HerdFuture[Any]) -> None:
         """A retry's backoff is over: first in line for the next free gopher."""
-        self._due.append(item)
+        self._due.append(future)
         if self._state is not _State.BROKEN:
             self._wake_for_due_locked()
 
     def _withdraw(self, future: HerdFuture[Any]) -> None:
         """Take back a waiting retry whose future was just cancelled."""
         with self._lock:
-            item = self._remove_retry_locked(future)
-            if item is None:
+            if not self._remove_retry_locked(future):
                 return  # a gopher got there first and will see the cancellation
             self._retired[CANCELLED] += 1
             self._wind_down_if_finished_locked()
         future._withdraw = None
         future.set_running_or_notify_cancel()  # tells wait() and as_completed()
 
-    def _remove_retry_locked(self, future: HerdFuture[Any]) -> Item | None:
-        for item in self._due:
-            if item.future is future:
-                self._due.remove(item)
-                return item
-        return self._backoffs.remove_locked(lambda item: item.future is future)
+    def _remove_retry_locked(self, future: HerdFuture[Any]) -> bool:
+        if future in self._due:  # futures compare by identity
+            self._due.remove(future)
+            return True
+        return self._backoffs.remove_locked(lambda waiting: waiting is future) is not None
 
     # -- breaking, closing, shutting down --------------------------------------------
 
-    def _take_waiting_locked(self) -> list[Item]:
+    def _take_waiting_locked(self) -> list[HerdFuture[Any]]:
         """Take every accepted work that has not started out of the herd."""
-        waiting: list[Item] = []
-        markers: list[Item] = []
+        waiting: list[HerdFuture[Any]] = []
+        markers: list[HerdFuture[Any]] = []
         while True:
             try:
-                item = self._ready.get_nowait()
+                future = self._ready.get_nowait()
             except queue.Empty:
                 break
-            (markers if item is _WAKE else waiting).append(item)
+            (markers if future is _WAKE else waiting).append(future)
         for marker in markers:
             self._ready.put(marker)
         waiting += self._due
@@ -694,17 +691,16 @@ class Herd:
             self._refuse_waiting_locked()
             waiting = self._take_waiting_locked()
             self._wake_locked(self._alive)
-        for item in waiting:
-            self._fail_broken(item)
+        for future in waiting:
+            self._fail_broken(future)
 
-    def _fail_broken(self, item: Item) -> None:
+    def _fail_broken(self, future: HerdFuture[Any]) -> None:
         """Fail a work that a broken herd will never run."""
         tally = new_tally()
-        future = item.future
         running = future.set_running_or_notify_cancel()
         exception = future.work.exception = BrokenHerd(_BROKEN_MESSAGE)
         if running:
-            self._record(item, Status.FAILURE, tally)
+            self._record(future, Status.FAILURE, tally)
         else:
             tally[CANCELLED] += 1
         with self._lock:
@@ -728,34 +724,34 @@ class Herd:
             if self._state is not _State.BROKEN:
                 self._state = _State.SHUTDOWN
             self._refuse_waiting_locked()
-            cancelled: list[Item] = []
+            cancelled: list[HerdFuture[Any]] = []
             if cancel_futures:
                 cancelled = self._take_waiting_locked()
                 self._retired[CANCELLED] += len(cancelled)
             self._wind_down_if_finished_locked()
-        for item in cancelled:
+        for future in cancelled:
             # Cancelling runs the future's callbacks, which may call back into the herd:
             # never under the lock.
-            item.future._withdraw = None
-            item.future.cancel()
-            item.future.set_running_or_notify_cancel()
+            future._withdraw = None
+            future.cancel()
+            future.set_running_or_notify_cancel()
 
     def _drop_cancelled_locked(self) -> None:
         """Take cancelled works off the ready queue, as a gopher would have."""
-        kept: list[Item] = []
+        kept: list[HerdFuture[Any]] = []
         dropped = 0
         while True:
             try:
-                item = self._ready.get_nowait()
+                future = self._ready.get_nowait()
             except queue.Empty:
                 break
-            if item is not _WAKE and item.future.cancelled():
-                item.future.set_running_or_notify_cancel()  # tells wait() and as_completed()
+            if future is not _WAKE and future.cancelled():
+                future.set_running_or_notify_cancel()  # tells wait() and as_completed()
                 dropped += 1
             else:
-                kept.append(item)
-        for item in kept:
-            self._ready.put(item)
+                kept.append(future)
+        for future in kept:
+            self._ready.put(future)
         if dropped:
             self._retired[CANCELLED] += dropped
             if self._slots is not None:

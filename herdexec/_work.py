@@ -7,9 +7,10 @@ These are gofherd's ``Work`` and ``Status`` (see its README), made to fit
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED, PENDING
+from types import MappingProxyType
 from typing import Any, Final, TypeVar
 
 from ._condition import FutureCondition
@@ -17,9 +18,38 @@ from ._condition import FutureCondition
 T = TypeVar("T")
 
 _DONE = (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED)
+# The states in which a future has told its waiters all it ever will.
+_TOLD = (CANCELLED_AND_NOTIFIED, FINISHED)
 # Stands for an empty list of done-callbacks: Future._invoke_callbacks iterates it
 # alike, and code that appends to it fails rather than add to every future.
 _NO_CALLBACKS: Final[Any] = ()
+_NO_KWARGS: Final[Mapping[str, Any]] = MappingProxyType({})
+
+
+class _NoWaiters:
+    """The waiter list of a future that ended before anyone waited on it.
+
+    Nothing can come of waiting on such a future, so what ``wait()`` puts in is let go
+    of, and taking it out again succeeds. Future itself only iterates a waiter list,
+    and ``wait()`` and ``as_completed()`` only ``append`` and ``remove``.
+    """
+
+    __slots__ = ()
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    def append(self, waiter: object) -> None:
+        pass
+
+    def remove(self, waiter: object) -> None:
+        pass
+
+
+_NO_WAITERS: Final[Any] = _NoWaiters()
 
 
 class Status(enum.Enum):
@@ -79,21 +109,73 @@ class HerdFuture(Future[T]):
     same behaviour (see ``herdexec/_condition.py``).
     """
 
-    # Set by the herd while a retry waits, so cancel() can take it back.
-    _withdraw: Callable[[HerdFuture[Any]], None] | None = None
+    # Future's fields and the herd's, as slots: Future gives its instances a __dict__,
+    # but one that nothing stores into is never made (on 3.10 it would be one more
+    # object per future for the garbage collector).
+    __slots__ = (
+        "_args",
+        "_condition",
+        "_done_callbacks",
+        "_exception",
+        "_fn",
+        "_holds_slot",
+        "_kwargs",
+        "_process",
+        "_result",
+        "_state",
+        "_waiter_list",
+        "_withdraw",
+        "_work",
+    )
 
-    def __init__(self, work: Work) -> None:
-        # Future.__init__'s fields, with a cheaper condition (see _condition.py) and no
-        # list for done-callbacks until there is one: most futures never get one, and
-        # each object a future holds is one more for the garbage collector to scan.
+    def __init__(
+        self,
+        work: Work,
+        fn: Callable[..., Any] | None = None,
+        args: tuple[Any, ...] = (),
+        kwargs: Mapping[str, Any] = _NO_KWARGS,
+        process: bool = False,
+    ) -> None:
+        # Future.__init__'s fields, with a cheaper condition (see _condition.py), and no
+        # list for done-callbacks or for waiters until there is one: most futures never
+        # get either, and every object a future holds is one more for the garbage
+        # collector to scan, again and again while a large backlog waits.
         # tests/test_future.py checks that the fields are the running Python's.
         self._condition = FutureCondition()  # type: ignore[assignment]
         self._state = PENDING
         self._result = None
         self._exception = None
-        self._waiters = []
         self._done_callbacks = _NO_CALLBACKS
+        # The waiters that concurrent.futures.wait() and as_completed() add, once they do.
+        self._waiter_list: list[Any] | None = None
         self._work = work
+        # The future is also the herd's queue entry, with the call a gopher makes, so
+        # that a queued work costs that collector no object of its own.
+        self._fn = fn
+        self._args = args
+        self._kwargs = kwargs
+        self._process = process  # fn is a process function: it returns the Status
+        self._holds_slot = True  # a slot token, given back when a gopher is done with it
+        # Set by the herd while a retry waits, so cancel() can take it back.
+        self._withdraw: Callable[[HerdFuture[Any]], None] | None = None
+
+    @property
+    def _waiters(self) -> list[Any]:
+        """Future's plain list, made when first needed."""
+        waiters = self._waiter_list
+        if waiters is None:
+            # Future reads it once more as it ends, to tell the waiters: an ended future
+            # that nobody waits on never needs a list.
+            if self._state in _TOLD:
+                return _NO_WAITERS  # type: ignore[no-any-return]
+            waiters = self._waiter_list = []
+        return waiters
+
+    @_waiters.setter
+    def _waiters(self, waiters: list[Any]) -> None:
+        # Future.__init__ sets it, should a subclass call that; and typeshed's protocol
+        # for as_completed() takes only futures whose _waiters can be set.
+        self._waiter_list = waiters
 
     @property
     def work(self) -> Work:
@@ -129,10 +211,19 @@ class HerdFuture(Future[T]):
     def cancel(self) -> bool:
         """Cancel the work if it has not started, or if it is waiting for a retry."""
         cancelled = super().cancel()
-        withdraw = self._withdraw
-        if cancelled and withdraw is not None:
-            withdraw(self)
+        if cancelled:
+            self._drop_call()
+            withdraw = self._withdraw
+            if withdraw is not None:
+                withdraw(self)
         return cancelled
+
+    def _drop_call(self) -> None:
+        # The work has ended: let go of its function and arguments, as ThreadPoolExecutor
+        # lets go of its work item, so that a future kept for its result keeps no more.
+        self._fn = None
+        self._args = ()
+        self._kwargs = _NO_KWARGS
 
     def _await_retry(self) -> None:
         # RUNNING -> PENDING: a waiting retry is not running, and a pending future is

@@ -7,12 +7,12 @@ import itertools
 import os
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent import futures
 
 import pytest
 
-from herdexec import HerdExecutor, HerdFuture
+from herdexec import HerdExecutor, HerdFuture, Retry
 
 from .helpers import wait_until
 
@@ -217,6 +217,108 @@ def test_references_are_freed_after_completion(make_herd: MakeHerd) -> None:
     del payload
     assert collected.wait(10)
     assert ref() is None
+
+
+@pytest.fixture
+def no_gc() -> Iterator[None]:
+    """Only reference counting frees anything: what a cycle holds stays."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+class Payload:
+    """An argument whose end the tests watch for."""
+
+
+def watch(obj: object) -> threading.Event:
+    """Set once ``obj`` is freed."""
+    freed = threading.Event()
+    watch.refs.append(weakref.ref(obj, lambda _: freed.set()))  # type: ignore[attr-defined]
+    return freed
+
+
+watch.refs = []  # type: ignore[attr-defined]
+
+
+@pytest.mark.usefixtures("no_gc")
+@pytest.mark.parametrize("end", ["result", "retried then result", "cancel", "shutdown"])
+def test_a_future_kept_after_its_work_ends_lets_go_of_the_call(
+    make_herd: MakeHerd, end: str
+) -> None:
+    """As ThreadPoolExecutor's work item is dropped once run: keeping futures for their
+    results must not keep every function and argument they were submitted with."""
+    herd = make_herd(0 if end in ("cancel", "shutdown") else 1, backlog=None, max_retries=1)
+    payload = Payload()
+    freed = watch(payload)
+    attempts: list[int] = []
+
+    def task(p: Payload, *, retry: bool) -> int:
+        attempts.append(1)
+        if retry and len(attempts) == 1:
+            raise Retry()
+        return 7
+
+    future = herd.submit(task, payload, retry=end == "retried then result")
+    del payload
+    if end == "cancel":
+        assert future.cancel()
+    elif end == "shutdown":
+        herd.shutdown(wait=False, cancel_futures=True)
+    else:
+        assert future.result(timeout=10) == 7
+    assert freed.wait(10)
+    assert future.done()
+    assert len(attempts) == {"result": 1, "retried then result": 2}.get(end, 0)
+
+
+@pytest.mark.usefixtures("no_gc")
+@pytest.mark.parametrize("how", ["raised", "retries ran out", "backoff raised"])
+def test_a_failed_future_is_freed_without_the_garbage_collector(
+    make_herd: MakeHerd, how: str
+) -> None:
+    """A thread pool's is: the exception's traceback holds the herd's frames, and those
+    must not lead back to the future, or it and its arguments wait for a collection."""
+
+    def task(p: Payload) -> None:
+        raise ValueError("no") if how == "raised" else Retry()
+
+    def backoff(attempt: int) -> float:
+        raise OverflowError("no delay")
+
+    herd = make_herd(1, max_retries=1, backoff=backoff if how == "backoff raised" else None)
+    payload = Payload()
+    freed_payload = watch(payload)
+    future = herd.submit(task, payload)
+    del payload
+    exception = future.exception(timeout=10)
+    expected = {"raised": ValueError, "backoff raised": OverflowError}
+    assert isinstance(exception, expected.get(how, Retry))
+    assert exception.__traceback__ is not None
+    freed_future = watch(future)
+    del future, exception
+    assert freed_future.wait(10)
+    assert freed_payload.wait(10)
+
+
+def test_a_queued_work_costs_the_garbage_collector_three_objects(make_herd: MakeHerd) -> None:
+    """The future, its lock and its Work: the future is its own queue entry, and makes
+    no list for callbacks or waiters until one is needed. Every tracked object is
+    scanned again at each full collection, so a large backlog pays for each one."""
+    count = 2000
+    herd = make_herd(0, backlog=None)
+    gc.collect()
+    before = len(gc.get_objects())
+    queued = [herd.submit(abs, -n) for n in range(count)]
+    gc.collect()
+    assert len(gc.get_objects()) - before <= 3 * count + 50  # + the list, the herd's
+    herd.herd_size = 2
+    assert [f.result(timeout=10) for f in queued] == list(range(count))
+    gc.collect()
+    assert len(gc.get_objects()) - before <= 3 * count + 50  # done: the same three
 
 
 # -- map ---------------------------------------------------------------------------------

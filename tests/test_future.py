@@ -23,8 +23,11 @@ def settle(future: Future[int], value: int) -> None:
 
 def test_a_herd_future_has_the_fields_of_this_pythons_future() -> None:
     """HerdFuture sets Future's fields itself: a Python that adds one must fail here."""
-    mine = set(vars(HerdFuture(Work("w"))))
-    assert mine - {"_work"} == set(vars(Future()))
+    future = HerdFuture(Work("w"))
+    mine = {name for name in HerdFuture.__slots__ if hasattr(future, name)}
+    assert not vars(future)  # every field is a slot, so it never makes a __dict__
+    herds_own = {"_work", "_fn", "_args", "_kwargs", "_process", "_holds_slot", "_withdraw"}
+    assert mine - herds_own == set(vars(Future())) - {"_waiters"} | {"_waiter_list"}
 
 
 def test_it_is_a_reentrant_lock_that_excludes_other_threads() -> None:
@@ -136,6 +139,46 @@ def test_stdlib_waits_take_herd_and_stdlib_futures_together() -> None:
     assert (done, not_done) == ({herd, stdlib}, set())
     assert sorted(f.result() for f in futures.as_completed([herd, stdlib], timeout=10)) == [1, 2]
     assert "state=finished returned int" in repr(herd)
+
+
+def test_only_a_wait_on_an_unfinished_future_makes_it_a_waiter_list() -> None:
+    """wait() and as_completed() hang a waiter on each future they watch, finished or
+    not; a future that ended unwatched takes it and lets go of it without a list."""
+    watched: HerdFuture[int] = HerdFuture(Work("watched"))
+    ended: HerdFuture[int] = HerdFuture(Work("ended"))
+    settle(ended, 1)
+    assert ended._waiter_list is None
+    assert not ended._waiters  # and it looks empty, as Future's own list would
+    assert list(ended._waiters) == []
+
+    def settle_watched() -> None:
+        if wait_until(lambda: bool(watched._waiter_list)):  # wait() is watching
+            settle(watched, 2)
+
+    thread = threading.Thread(target=settle_watched)
+    thread.start()
+    done, not_done = futures.wait([ended, watched], timeout=10)
+    thread.join(10)
+    assert (done, not_done) == ({ended, watched}, set())
+    assert watched._waiter_list == []  # its waiter taken back out
+    assert ended._waiter_list is None
+    assert set(futures.as_completed([ended, watched], timeout=0)) == {ended, watched}
+    assert futures.wait([ended], timeout=0, return_when=futures.FIRST_COMPLETED)[0] == {ended}
+    assert ended._waiter_list is None
+
+
+def test_a_wait_on_a_cancelled_future_ends_when_the_herd_notices() -> None:
+    """Cancelled but not yet seen by the herd is not done for wait(): its waiter must be
+    kept, and told when set_running_or_notify_cancel() comes."""
+    future: HerdFuture[int] = HerdFuture(Work("w"))
+    assert future.cancel()
+    waited: list[set[Future[int]]] = []
+    thread = threading.Thread(target=lambda: waited.append(futures.wait([future], 10)[0]))
+    thread.start()
+    assert wait_until(lambda: bool(future._waiter_list))
+    assert not future.set_running_or_notify_cancel()
+    thread.join(10)
+    assert waited == [{future}]
 
 
 def test_done_callbacks_run_once_in_order_before_or_after_done(

@@ -1,0 +1,37 @@
+"""Code as a user writes it, which must pass ``mypy --strict`` (tox's ``types`` env checks
+it; nothing runs it): herd futures go wherever ``concurrent.futures`` takes a future."""
+
+from __future__ import annotations
+
+from concurrent import futures
+from concurrent.futures import Executor, Future
+
+from herdexec import HerdExecutor, HerdFuture, HerdStats, Status, Work
+
+
+def square(n: int) -> int:
+    return n * n
+
+
+def process(work: Work) -> Status:
+    work.set_result(work.body)
+    return Status.SUCCESS
+
+
+def squares(pool: Executor) -> list[int]:
+    return list(pool.map(square, range(3)))
+
+
+def use(herd: HerdExecutor) -> tuple[list[int], HerdStats]:
+    future: HerdFuture[int] = herd.submit(square, 2)
+    plain: Future[int] = future
+    plain.add_done_callback(lambda done: print(done.result()))
+    done, _ = futures.wait([future, plain], timeout=1)
+    firsts = [f.result() for f in futures.as_completed([future, *done])]
+    sent = herd.send_work(Work("w", 1))
+    herd.herd_size += 1
+    return [*firsts, *squares(herd), sent.result(), future.retries], herd.stats()
+
+
+with HerdExecutor(2, process=process) as herd:
+    use(herd)
