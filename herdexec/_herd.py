@@ -499,7 +499,7 @@ class Herd:
                 )
             return nxt
         finally:
-            del future, work, value, exception, nxt
+            del future, work, value, exception, nxt  # why: see the docstring
 
     def _record(self, future: HerdFuture[Any], status: Status, tally: list[Any]) -> None:
         """A work ends: its status, its callback, the output, then the tally."""

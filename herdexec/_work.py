@@ -104,9 +104,20 @@ class Work:
 class HerdFuture(Future[T]):
     """A ``concurrent.futures.Future`` that also carries its :class:`Work`.
 
+    The herd makes one for each work (``submit()``, ``map()``, ``send_work()``), with
+    the call that a gopher is to make, and lets go of that call once the work ends. One
+    made by hand, with only a ``work``, is a future for code that settles it itself.
+
     While the work waits for a retry the future is pending again, so ``cancel()`` works
     on it and cancels the retry. Its lock is a cheaper one than the stdlib's, with the
     same behaviour (see ``herdexec/_condition.py``).
+
+    Args:
+        work: What the future reports on.
+        fn: The call a gopher makes: ``fn(*args, **kwargs)``.
+        args: Its positional arguments.
+        kwargs: Its keyword arguments.
+        process: ``fn`` is a process function, which returns the :class:`Status`.
     """
 
     # Future's fields and the herd's, as slots: Future gives its instances a __dict__,
