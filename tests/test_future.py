@@ -26,6 +26,8 @@ def test_a_herd_future_has_the_fields_of_this_pythons_future() -> None:
     future = HerdFuture(Work("w"))
     mine = {name for name in HerdFuture.__slots__ if hasattr(future, name)}
     assert not vars(future)  # every field is a slot, so it never makes a __dict__
+    future.tag = "mine"  # type: ignore[attr-defined]  # but takes attributes, as a Future does
+    assert vars(future) == {"tag": "mine"}
     herds_own = {"_work", "_fn", "_args", "_kwargs", "_process", "_holds_slot", "_withdraw"}
     assert mine - herds_own == set(vars(Future())) - {"_waiters"} | {"_waiter_list"}
 
