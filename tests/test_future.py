@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
 from concurrent import futures
 from concurrent.futures import Future
 
@@ -19,6 +20,19 @@ from .helpers import wait_until
 def settle(future: Future[int], value: int) -> None:
     assert future.set_running_or_notify_cancel()
     future.set_result(value)
+
+
+def settle_when(ready: Callable[[], bool], *outcomes: tuple[Future[int], int]) -> threading.Thread:
+    """A started thread that settles the futures once ``ready()``: once wait() watches."""
+
+    def run() -> None:
+        if wait_until(ready):
+            for future, value in outcomes:
+                settle(future, value)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
 
 
 def test_a_herd_future_has_the_fields_of_this_pythons_future() -> None:
@@ -128,14 +142,8 @@ def test_stdlib_waits_take_herd_and_stdlib_futures_together() -> None:
     herd: HerdFuture[int] = HerdFuture(Work("herd"))
     stdlib: Future[int] = Future()
 
-    def settle_both() -> None:
-        # Once wait() has locked both and hung its waiter on each.
-        if wait_until(lambda: bool(herd._waiters and stdlib._waiters)):
-            settle(stdlib, 1)
-            settle(herd, 2)
-
-    thread = threading.Thread(target=settle_both)
-    thread.start()
+    # Once wait() has locked both and hung its waiter on each.
+    thread = settle_when(lambda: bool(herd._waiters and stdlib._waiters), (stdlib, 1), (herd, 2))
     done, not_done = futures.wait([herd, stdlib], timeout=10)
     thread.join(10)
     assert (done, not_done) == ({herd, stdlib}, set())
@@ -153,12 +161,7 @@ def test_only_a_wait_on_an_unfinished_future_makes_it_a_waiter_list() -> None:
     assert not ended._waiters  # and it looks empty, as Future's own list would
     assert list(ended._waiters) == []
 
-    def settle_watched() -> None:
-        if wait_until(lambda: bool(watched._waiter_list)):  # wait() is watching
-            settle(watched, 2)
-
-    thread = threading.Thread(target=settle_watched)
-    thread.start()
+    thread = settle_when(lambda: bool(watched._waiter_list), (watched, 2))
     done, not_done = futures.wait([ended, watched], timeout=10)
     thread.join(10)
     assert (done, not_done) == ({ended, watched}, set())
