@@ -280,14 +280,26 @@ class Herd:
         and the herd would take one work fewer for good. So the token goes from the
         queue into ``held`` in C, where no interrupt can fall in between, and anything
         raised later gives it back.
+
+        It takes the token with a get() that does not block, then with one that waits. On
+        CPython 3.10 a get() with a timeout that finds the queue empty and the queue's
+        own lock free can block for good, when its deadline passes before it looks again
+        (the wait left is then negative, which means no limit); a thread that loses the
+        CPU for a few microseconds there does it. A get() that does not block leaves that
+        lock set, and a timeout of 0 never blocks at all. 3.11 and later have no such flaw.
         """
         with self._lock:
             self._check_open_locked()
             self._waiting += 1
         held: list[object] = []
+        now = partial(slots.get, False)
+        wait = partial(slots.get, timeout is None or timeout > 0, timeout)
         try:
             try:
-                held.extend(itertools.islice(iter(partial(slots.get, True, timeout), _NO_TOKEN), 1))
+                with suppress(queue.Empty):
+                    held.extend(itertools.islice(iter(now, _NO_TOKEN), 1))
+                if not held:
+                    held.extend(itertools.islice(iter(wait, _NO_TOKEN), 1))
             finally:
                 with self._lock:
                     self._waiting -= 1

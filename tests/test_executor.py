@@ -304,21 +304,29 @@ def test_a_failed_future_is_freed_without_the_garbage_collector(
     assert freed_payload.wait(10)
 
 
-def test_a_queued_work_costs_the_garbage_collector_three_objects(make_herd: MakeHerd) -> None:
-    """The future, its lock and its Work: the future is its own queue entry, and makes
-    no list for callbacks or waiters until one is needed. Every tracked object is
-    scanned again at each full collection, so a large backlog pays for each one."""
+def test_a_work_costs_the_garbage_collector_three_objects(make_herd: MakeHerd) -> None:
+    """The future, its lock and its Work, queued or finished: the future is its own
+    queue entry, and makes no list for callbacks or waiters until one is needed. Every
+    tracked object is scanned again at each full collection, so a large backlog pays
+    for each one."""
+
+    def tracked() -> int:
+        gc.collect()
+        return len(gc.get_objects())
+
     count = 2000
-    herd = make_herd(0, backlog=None)
-    gc.collect()
-    before = len(gc.get_objects())
+    herd = make_herd(2, backlog=None)
+    assert [f.result(timeout=10) for f in [herd.submit(abs, -n) for n in range(100)]]
+    gate = threading.Event()
+    blockers = [herd.submit(gate.wait, 10) for _ in range(2)]
+    assert wait_until(lambda: herd.stats().busy == 2)
+    before = tracked()
     queued = [herd.submit(abs, -n) for n in range(count)]
-    gc.collect()
-    assert len(gc.get_objects()) - before <= 3 * count + 50  # + the list, the herd's
-    herd.herd_size = 2
+    assert tracked() - before <= 3 * count + 10  # + the list
+    gate.set()
     assert [f.result(timeout=10) for f in queued] == list(range(count))
-    gc.collect()
-    assert len(gc.get_objects()) - before <= 3 * count + 50  # done: the same three
+    assert all(f.result(timeout=10) for f in blockers)
+    assert tracked() - before <= 3 * count + 10
 
 
 # -- map ---------------------------------------------------------------------------------

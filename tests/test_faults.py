@@ -14,8 +14,10 @@ import _thread
 import concurrent.futures
 import itertools
 import math
+import os
 import queue
 import signal
+import subprocess
 import sys
 import threading
 from collections import Counter
@@ -715,6 +717,49 @@ def assert_capacity(herd: HerdExecutor, capacity: int) -> None:
         gate.set()
     for probe in probes:
         probe.result(timeout=10)
+
+
+def test_a_timed_wait_for_a_slot_ends_on_a_busy_machine() -> None:
+    """Herd._wait_for_slot says how a timed wait could block for good on CPython 3.10:
+    a thread that loses its CPU at one moment. Processes that keep every CPU busy make
+    that likely. Each round a slot comes back and a work takes it at once, which leaves
+    the queue empty with its lock free, as assert_capacity's probes leave it; then a
+    send_work(timeout=0) finds no slot, and must say so at once."""
+    herd = HerdExecutor(1, process=hold)
+    slots = herd._herd._slots
+    assert slots is not None
+    gates = [threading.Event()]
+    rounds: list[int] = []
+
+    def run() -> None:
+        herd.send_work(Work("first", gates[-1]))
+        for n in range(2000):
+            gates[-1].set()
+            assert wait_until(lambda: not slots.empty())  # the slot is back
+            gates.append(threading.Event())
+            herd.send_work(Work(str(n), gates[-1]), timeout=0)
+            with pytest.raises(concurrent.futures.TimeoutError):
+                herd.send_work(Work("one too many", gates[-1]), timeout=0)
+            rounds.append(n)
+
+    runner = threading.Thread(target=run)
+    busy = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(os.cpu_count() or 2)
+    ]
+    try:
+        runner.start()
+        runner.join(30)
+        assert not runner.is_alive(), f"a timed send_work() hung after {len(rounds)} rounds"
+    finally:
+        for process in busy:
+            process.kill()
+            process.wait()
+        for gate in gates:
+            gate.set()
+        runner.join(30)
+        herd.shutdown()
+    assert len(rounds) == 2000
 
 
 @pytest.mark.usefixtures("sigint_raises")
