@@ -281,23 +281,23 @@ class Herd:
         queue into ``held`` in C, where no interrupt can fall in between, and anything
         raised later gives it back.
 
-        It takes the token with a get() that does not block, then with one that waits. On
-        CPython 3.10 a get() with a timeout that finds the queue empty and the queue's
-        own lock free can block for good, when its deadline passes before it looks again
-        (the wait left is then negative, which means no limit); a thread that loses the
-        CPU for a few microseconds there does it. A get() that does not block leaves that
-        lock set, and a timeout of 0 never blocks at all. 3.11 and later have no such flaw.
+        A timed wait first tries a get() that does not block. On CPython 3.10 a get() with
+        a timeout that finds the queue empty and the queue's own lock free can block for
+        good, when its deadline passes before it looks again (the wait left is then
+        negative, which means no limit); a thread that loses the CPU for a few
+        microseconds there does it. A get() that does not block leaves that lock set, and
+        a timeout of 0 never blocks at all. 3.11 and later have no such flaw.
         """
         with self._lock:
             self._check_open_locked()
             self._waiting += 1
         held: list[object] = []
-        now = partial(slots.get, False)
         wait = partial(slots.get, timeout is None or timeout > 0, timeout)
         try:
             try:
-                with suppress(queue.Empty):
-                    held.extend(itertools.islice(iter(now, _NO_TOKEN), 1))
+                if timeout is not None:
+                    with suppress(queue.Empty):
+                        held.extend(itertools.islice(iter(partial(slots.get, False), _NO_TOKEN), 1))
                 if not held:
                     held.extend(itertools.islice(iter(wait, _NO_TOKEN), 1))
             finally:
