@@ -234,14 +234,10 @@ class Payload:
     """An argument whose end the tests watch for."""
 
 
-def watch(obj: object) -> threading.Event:
-    """Set once ``obj`` is freed."""
+def watch(obj: object) -> tuple[weakref.ref[object], threading.Event]:
+    """A weak reference to ``obj``, and an event set once it is freed."""
     freed = threading.Event()
-    watch.refs.append(weakref.ref(obj, lambda _: freed.set()))  # type: ignore[attr-defined]
-    return freed
-
-
-watch.refs = []  # type: ignore[attr-defined]
+    return weakref.ref(obj, lambda _: freed.set()), freed
 
 
 @pytest.mark.usefixtures("no_gc")
@@ -253,7 +249,7 @@ def test_a_future_kept_after_its_work_ends_lets_go_of_the_call(
     results must not keep every function and argument they were submitted with."""
     herd = make_herd(0 if end in ("cancel", "shutdown") else 1, backlog=None, max_retries=1)
     payload = Payload()
-    freed = watch(payload)
+    ref, freed = watch(payload)
     attempts: list[int] = []
 
     def task(p: Payload, *, retry: bool) -> int:
@@ -271,6 +267,7 @@ def test_a_future_kept_after_its_work_ends_lets_go_of_the_call(
     else:
         assert future.result(timeout=10) == 7
     assert freed.wait(10)
+    assert ref() is None
     assert future.done()
     assert len(attempts) == {"result": 1, "retried then result": 2}.get(end, 0)
 
@@ -291,17 +288,19 @@ def test_a_failed_future_is_freed_without_the_garbage_collector(
 
     herd = make_herd(1, max_retries=1, backoff=backoff if how == "backoff raised" else None)
     payload = Payload()
-    freed_payload = watch(payload)
+    payload_ref, payload_freed = watch(payload)
     future = herd.submit(task, payload)
     del payload
     exception = future.exception(timeout=10)
     expected = {"raised": ValueError, "backoff raised": OverflowError}
     assert isinstance(exception, expected.get(how, Retry))
     assert exception.__traceback__ is not None
-    freed_future = watch(future)
+    future_ref, future_freed = watch(future)
     del future, exception
-    assert freed_future.wait(10)
-    assert freed_payload.wait(10)
+    assert future_freed.wait(10)
+    assert payload_freed.wait(10)
+    assert future_ref() is None
+    assert payload_ref() is None
 
 
 def test_a_work_costs_the_garbage_collector_three_objects(make_herd: MakeHerd) -> None:
