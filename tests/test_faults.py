@@ -719,6 +719,18 @@ def assert_capacity(herd: HerdExecutor, capacity: int) -> None:
         probe.result(timeout=10)
 
 
+def test_a_timed_wait_takes_a_slot_that_is_already_back() -> None:
+    """The non-blocking get that a timed wait starts with (see the next test) takes a
+    slot that came back after submit's own look, and then does not wait."""
+    with HerdExecutor(1, process=hold) as herd:
+        slots = herd._herd._slots
+        assert slots is not None
+        herd._herd._wait_for_slot(slots, 10)
+        assert slots.empty()
+        assert herd.stats().waiting_submitters == 0
+        slots.put(None)  # given back, as accept() would have used it
+
+
 def test_a_timed_wait_for_a_slot_ends_on_a_busy_machine() -> None:
     """Herd._wait_for_slot says how a timed wait could block for good on CPython 3.10:
     a thread that loses its CPU at one moment. Processes that keep every CPU busy make

@@ -46,6 +46,18 @@ def test_a_herd_future_has_the_fields_of_this_pythons_future() -> None:
     assert mine - herds_own == set(vars(Future())) - {"_waiters"} | {"_waiter_list"}
 
 
+def test_future_init_still_applies_to_a_herd_future() -> None:
+    """A subclass may call Future.__init__: it gets the stdlib's fields, a plain waiter
+    list among them, and a future that works."""
+    future: HerdFuture[int] = HerdFuture(Work("w"))
+    Future.__init__(future)
+    assert isinstance(future._condition, threading.Condition)
+    assert future._waiters == []
+    assert future._waiters is future._waiter_list
+    settle(future, 1)
+    assert future.result(timeout=0) == 1
+
+
 def test_it_is_a_reentrant_lock_that_excludes_other_threads() -> None:
     condition = FutureCondition()
     with condition, condition:
