@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-import herdexec._herd
+import herdexec._lifecycle
 from herdexec import BrokenHerd, HerdExecutor, HerdFuture, Retry, Status, Work, WorkFailed
 
 from .helpers import wait_until
@@ -68,7 +68,7 @@ def close_or_forget(herd: HerdExecutor, deaths: Deaths | None = None) -> None:
     herd.herd_size = 0  # idle gophers leave, whatever is outstanding
     for thread in herd._threads:
         thread.join(5)
-    herdexec._herd._live_herds.discard(herd._herd)  # the exit hook would wait for ever
+    herdexec._lifecycle.forget(herd._herd)  # the exit hook would wait for ever
 
 
 def ask_for_retry() -> None:

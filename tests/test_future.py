@@ -37,7 +37,7 @@ def settle_when(ready: Callable[[], bool], *outcomes: tuple[Future[int], int]) -
 
 def test_a_herd_future_has_the_fields_of_this_pythons_future() -> None:
     """HerdFuture sets Future's fields itself: a Python that adds one must fail here."""
-    future = HerdFuture(Work("w"))
+    future: HerdFuture[int] = HerdFuture(Work("w"))
     mine = {name for name in HerdFuture.__slots__ if hasattr(future, name)}
     assert not vars(future)  # every field is a slot, so it never makes a __dict__
     future.tag = "mine"  # type: ignore[attr-defined]  # but takes attributes, as a Future does

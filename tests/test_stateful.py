@@ -47,7 +47,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-import herdexec._herd
+import herdexec._lifecycle
 from herdexec import HerdExecutor, HerdFuture, Retry, Status, Work, WorkFailed
 
 from .helpers import wait_until
@@ -409,7 +409,7 @@ class HerdMachine(RuleBasedStateMachine):
                 task.gate.set()
             herd.herd_size = max(1, herd.herd_size)
             herd.shutdown(wait=False, cancel_futures=True)
-            herdexec._herd._live_herds.discard(herd._herd)
+            herdexec._lifecycle.forget(herd._herd)
             raise
         assert [t for t in threads if t.is_alive()] == []
         self.check_the_end(herd)
