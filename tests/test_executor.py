@@ -205,14 +205,20 @@ def test_idle_gophers_are_reused(make_herd: MakeHerd) -> None:
     assert len(herd._threads) == 1
 
 
-def test_references_are_freed_after_completion(make_herd: MakeHerd) -> None:
-    class Payload:
-        pass
+class Payload:
+    """An argument whose end the tests watch for."""
 
+
+def watch(obj: object) -> tuple[weakref.ref[object], threading.Event]:
+    """A weak reference to ``obj``, and an event set once it is freed."""
+    freed = threading.Event()
+    return weakref.ref(obj, lambda _: freed.set()), freed
+
+
+def test_references_are_freed_after_completion(make_herd: MakeHerd) -> None:
     herd = make_herd(2)
     payload = Payload()
-    collected = threading.Event()
-    ref = weakref.ref(payload, lambda _: collected.set())
+    ref, collected = watch(payload)
     herd.submit(lambda p: None, payload)  # the future is dropped at once
     del payload
     assert collected.wait(10)
@@ -228,16 +234,6 @@ def no_gc() -> Iterator[None]:
         yield
     finally:
         gc.enable()
-
-
-class Payload:
-    """An argument whose end the tests watch for."""
-
-
-def watch(obj: object) -> tuple[weakref.ref[object], threading.Event]:
-    """A weak reference to ``obj``, and an event set once it is freed."""
-    freed = threading.Event()
-    return weakref.ref(obj, lambda _: freed.set()), freed
 
 
 @pytest.mark.usefixtures("no_gc")
