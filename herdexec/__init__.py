@@ -8,17 +8,20 @@ status, retries and a result. It ports the Go library gofherd.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING, Any
 
 from ._backoff import ExponentialBackoff as ExponentialBackoff
 from ._exceptions import BrokenHerd as BrokenHerd
 from ._exceptions import Retry as Retry
 from ._exceptions import WorkFailed as WorkFailed
 from ._executor import HerdExecutor as HerdExecutor
-from ._server import ControlServer as ControlServer
 from ._stats import HerdStats as HerdStats
 from ._work import HerdFuture as HerdFuture
 from ._work import Status as Status
 from ._work import Work as Work
+
+if TYPE_CHECKING:
+    from ._control._server import ControlServer as ControlServer
 
 __all__ = [
     "BrokenHerd",
@@ -35,9 +38,22 @@ __all__ = [
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> Any:
+    """Load the control plane (bottle, wsgiref) only when its class is asked for (PEP 562)."""
+    if name == "ControlServer":
+        from ._control._server import ControlServer  # noqa: PLC0415  (bottle when asked for)
+
+        ControlServer.__module__ = "herdexec"
+        globals()[name] = ControlServer
+        return ControlServer
+    raise AttributeError(f"module 'herdexec' has no attribute {name!r}")
+
+
 # Reprs and tracebacks say herdexec.HerdExecutor, not herdexec._executor.HerdExecutor.
 for _name in __all__:
-    globals()[_name].__module__ = "herdexec"
+    if _name in globals():
+        globals()[_name].__module__ = "herdexec"
 del _name
 
 # A library stays silent unless the application configures logging.

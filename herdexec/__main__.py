@@ -1,5 +1,5 @@
 """``python -m herdexec``: the ``herdexec`` command."""
 
-from ._main import main
+from ._cli._main import main
 
 raise SystemExit(main())

@@ -17,16 +17,16 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
 from concurrent.futures import Executor
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, cast
 
-from prometheus_client import REGISTRY
-from prometheus_client.registry import CollectorRegistry
-
-from . import _metrics
 from ._herd import Herd
-from ._server import ControlServer
 from ._stats import HerdStats
 from ._work import HerdFuture, Status, Work
+
+if TYPE_CHECKING:
+    from prometheus_client.registry import CollectorRegistry
+
+    from ._control._server import ControlServer
 
 __all__ = ["HerdExecutor"]
 
@@ -34,6 +34,21 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 _logger = logging.getLogger("herdexec")
+
+
+class _GlobalRegistry:
+    """The default ``registry``: prometheus_client's global ``REGISTRY``, named lazily.
+
+    prometheus_client takes a third of a bare interpreter's start to import, so importing
+    herdexec must not load it; a herd loads it when it first registers with a registry.
+    """
+
+    def __repr__(self) -> str:
+        return "prometheus_client.REGISTRY"
+
+
+# Typed as a registry so the signature reads as what it means.
+_REGISTRY: Final = cast("CollectorRegistry", _GlobalRegistry())
 
 
 class HerdExecutor(Executor):
@@ -103,7 +118,7 @@ class HerdExecutor(Executor):
         logger: logging.Logger | None = None,
         name: str | None = None,
         addr: str | None = None,
-        registry: CollectorRegistry | None = REGISTRY,
+        registry: CollectorRegistry | None = _REGISTRY,
         max_herd_size: int = 10_000,
     ) -> None:
         if _check_count(max_herd_size, "max_herd_size") < 1:
@@ -138,11 +153,8 @@ class HerdExecutor(Executor):
             raise TypeError(f"logger must be a logging.Logger, not {type(logger).__name__}")
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a str, not {type(name).__name__}")
-        if registry is not None and not isinstance(registry, CollectorRegistry):
-            raise TypeError(
-                f"registry must be a prometheus_client CollectorRegistry or None,"
-                f" not {type(registry).__name__}"
-            )
+        if registry is not None:
+            registry = _check_registry(registry)
 
         self._thread_name_prefix = thread_name_prefix or f"HerdExecutor-{self._counter()}"
         self._name = name or self._thread_name_prefix
@@ -173,6 +185,8 @@ class HerdExecutor(Executor):
         self._server: ControlServer | None = None
         self._control_closed = False  # shutdown() closed it: serve() no more
         if registry is not None:
+            from ._control import _metrics  # noqa: PLC0415  (prometheus_client when used)
+
             _metrics.track(self, registry)
         if addr is not None:
             try:
@@ -419,6 +433,8 @@ class HerdExecutor(Executor):
                 raise RuntimeError("cannot serve after shutdown")
             if self._server is not None and not self._server.closed:
                 raise RuntimeError(f"herd {self._name!r} serves already at {self._server.url}")
+            from ._control._server import ControlServer  # noqa: PLC0415  (bottle when served)
+
             self._server = ControlServer(
                 self, addr, registry=self._registry, token=token, protect_reads=protect_reads
             )
@@ -432,6 +448,8 @@ class HerdExecutor(Executor):
         if server is not None:
             server.close()
         if self._registry is not None:
+            from ._control import _metrics  # noqa: PLC0415  (prometheus_client when used)
+
             _metrics.untrack(self, self._registry)
 
     def __repr__(self) -> str:
@@ -513,6 +531,21 @@ def _check_at_most(value: object, cap: int, what: str) -> int:
     if count > cap:
         raise ValueError(f"{what} must be <= max_herd_size ({cap}), not {count}")
     return count
+
+
+def _check_registry(registry: object) -> CollectorRegistry:
+    """The registry a herd reports to; the first herd that reports loads prometheus_client."""
+    from prometheus_client import REGISTRY  # noqa: PLC0415  (see _GlobalRegistry)
+    from prometheus_client.registry import CollectorRegistry  # noqa: PLC0415
+
+    if registry is _REGISTRY:
+        return REGISTRY
+    if not isinstance(registry, CollectorRegistry):
+        raise TypeError(
+            f"registry must be a prometheus_client CollectorRegistry or None,"
+            f" not {type(registry).__name__}"
+        )
+    return registry
 
 
 def _check_callable(value: object, what: str) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import subprocess
+import sys
 
 import herdexec
 
@@ -42,3 +44,35 @@ def test_library_logger_is_silent_by_default() -> None:
 
 def test_status_strings() -> None:
     assert [str(s) for s in herdexec.Status] == ["success", "retry", "failure"]
+
+
+def test_import_loads_no_optional_part() -> None:
+    # A fresh interpreter: this one has the control plane loaded by other tests.
+    code = (
+        "import sys, herdexec\n"
+        "heavy = {'prometheus_client', 'bottle', 'wsgiref.simple_server', 'http.server'}\n"
+        "print(sorted(heavy & set(sys.modules)))\n"
+        "herdexec.HerdExecutor(1, registry=None).shutdown()\n"
+        "print(sorted(heavy & set(sys.modules)))\n"
+        "herdexec.HerdExecutor(1).shutdown()\n"
+        "print('prometheus_client' in sys.modules, 'bottle' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split("\n")
+    assert out[:3] == ["[]", "[]", "True False"]
+
+
+def test_control_server_loads_on_first_use() -> None:
+    code = (
+        "import sys, herdexec\n"
+        "assert 'bottle' not in sys.modules\n"
+        "from herdexec import ControlServer\n"
+        "print(ControlServer.__module__, ControlServer is herdexec.ControlServer)\n"
+        "import inspect\n"
+        "print(inspect.signature(herdexec.HerdExecutor).parameters['registry'].default)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split("\n")
+    assert out[:2] == ["herdexec True", "prometheus_client.REGISTRY"]

@@ -28,8 +28,8 @@ from prometheus_client.core import GaugeMetricFamily
 
 import herdexec
 from herdexec import ControlServer, HerdExecutor
-from herdexec._routes import MAX_BODY
-from herdexec._server import _Handler
+from herdexec._control._routes import MAX_BODY
+from herdexec._control._server import _Handler
 
 from .helpers import wait_until
 from .http_helpers import call, call_json, raw
@@ -556,7 +556,7 @@ def test_close_cuts_a_client_that_does_not_read(
             yield GaugeMetricFamily("large", "x" * 32_000_000, value=1)
 
     monkeypatch.setattr(_Handler, "timeout", None)
-    monkeypatch.setattr(herdexec._server, "_CLOSE_GRACE", 0.01)
+    monkeypatch.setattr(herdexec._control._server, "_CLOSE_GRACE", 0.01)
     registry = CollectorRegistry()
     registry.register(Large())  # type: ignore[arg-type]
     server = make_herd(1, registry=registry).serve("127.0.0.1:0")

@@ -31,8 +31,8 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
 if TYPE_CHECKING:
-    from ._executor import HerdExecutor
-    from ._stats import HerdStats
+    from .._executor import HerdExecutor
+    from .._stats import HerdStats
 
 __all__ = ["track", "untrack"]
 

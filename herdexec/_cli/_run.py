@@ -2,8 +2,8 @@
 
 Three kinds of thread share the work. A feeder thread reads the input and submits one job
 per item; ``submit`` blocks until a gopher takes it, so the input is read no faster than
-the herd runs it. The gophers run the jobs (:mod:`herdexec._cli_jobs`) and report each one
-as it ends (:mod:`herdexec._cli_report`). The main thread does nothing but wait on one
+the herd runs it. The gophers run the jobs (:mod:`herdexec._cli._jobs`) and report each one
+as it ends (:mod:`herdexec._cli._report`). The main thread does nothing but wait on one
 pipe for what happens: a signal, the end of the run, a closed stdout, each one byte.
 Signals arrive there through ``signal.set_wakeup_fd``, which the interpreter writes to
 from whichever thread the kernel gave the signal to; a Python handler would run only
@@ -39,11 +39,11 @@ from typing import TYPE_CHECKING, BinaryIO, Final, TextIO
 
 from herdexec import ExponentialBackoff, HerdExecutor, HerdFuture, Retry
 
-from ._cli_jobs import KILL_GRACE, Job, JobOver, JobStatus, Runner, build_argv
-from ._cli_report import Reporter, Streams
+from ._jobs import KILL_GRACE, Job, JobOver, JobStatus, Runner, build_argv
+from ._report import Reporter, Streams
 
 if TYPE_CHECKING:
-    from ._cli_progress import Progress
+    from ._progress import Progress
 
 __all__ = ["RunOptions", "ServeError", "dry_run", "read_items", "run"]
 
@@ -164,7 +164,7 @@ class _Run:
             if self._options.serve is not None:
                 self._serve(self._options.serve)
             if self._options.progress:
-                from ._cli_progress import Progress  # noqa: PLC0415  (tqdm only when drawn)
+                from ._progress import Progress  # noqa: PLC0415  (tqdm only when drawn)
 
                 self._progress = Progress(_count_items(self._options.items), sys.stderr)
                 self._streams.clear_bar = self._progress.cleared

@@ -5,7 +5,7 @@ saturated with CPU-bound work nor a client that connects and goes quiet can hold
 control plane up: a busy herd makes the server wait for the GIL at each system call
 (docs/server.md has the figures) but never starves it, and a stuck client holds only its
 own thread, which the socket timeout frees. What the server answers is
-:mod:`herdexec._routes`.
+:mod:`herdexec._control._routes`.
 
 ``close()`` has to leave no thread behind, even with clients stuck mid-request, so every
 connection is tracked: closing first stops the accept loop (woken through a socket pair,
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from prometheus_client.registry import CollectorRegistry
 
-    from ._executor import HerdExecutor
+    from .._executor import HerdExecutor
 
 __all__ = ["ControlServer"]
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
     from prometheus_client.registry import CollectorRegistry
 
-    from ._executor import HerdExecutor
+    from .._executor import HerdExecutor
 
 __all__ = ["MAX_BODY", "make_app"]
 

@@ -18,7 +18,7 @@ from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timezone
 from typing import IO, BinaryIO, Final, TextIO
 
-from ._cli_jobs import Captured, Job, JobStatus
+from ._jobs import Captured, Job, JobStatus
 
 __all__ = ["JOBLOG_HEADER", "Reporter", "Streams", "joblog_line"]
 

@@ -3,7 +3,7 @@
 This module is the command line itself: the parsers, whose ``--help`` is the reference
 (docs/cli.md says the same at length), the checks that turn a bad command line into
 exit status 2, and the files opened before anything runs. The work is in
-:mod:`herdexec._cli_run` and :mod:`herdexec._cli_ctl`.
+:mod:`herdexec._cli._run` and :mod:`herdexec._cli._ctl`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Final, TextIO, TypeVar
 
 from herdexec import __version__
 
-from ._cli_ctl import DEFAULT_URL, CtlError, CtlOptions, ctl
-from ._cli_report import JOBLOG_HEADER
-from ._cli_run import RunOptions, ServeError, dry_run, run
+from ._ctl import DEFAULT_URL, CtlError, CtlOptions, ctl
+from ._report import JOBLOG_HEADER
+from ._run import RunOptions, ServeError, dry_run, run
 
 __all__ = ["main"]
 
