@@ -651,6 +651,21 @@ def test_a_paused_run_waits_for_a_resize_over_http(
     assert sorted(out.splitlines()) == ["out 1", "out 2", "out 3"]
 
 
+def test_serve_on_the_port_of_a_run_that_just_ended(background: type[Run]) -> None:
+    # The first run's server answers a request, so that its closed connection waits in
+    # TIME-WAIT; the next run must still get the port at once.
+    first = background("run", "-j", "1", "--serve", "127.0.0.1:0", "--", "true")
+    url = first.stderr.wait_for(r"control server at (http://\S+)")[1]
+    assert herd_size(url) == 1
+    assert first.finish()[0] == 0
+    port = url.rsplit(":", 1)[1]
+    second = background("run", "-j", "2", "--serve", f"127.0.0.1:{port}", "--", "true")
+    second.stderr.wait_for(f"control server at {re.escape(url)}$")
+    assert herd_size(url) == 2
+    code, _, err = second.finish()
+    assert (code, "Traceback" in err) == (0, False)
+
+
 def test_ctrl_c_on_a_paused_run(background: type[Run], tmp_path: Path) -> None:
     log = tmp_path / "jobs.tsv"
     run = background("run", "-j", "0", "--serve", "127.0.0.1:0", "--joblog", str(log), "--", "true")

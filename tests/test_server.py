@@ -461,6 +461,25 @@ def test_port_in_use_raises_oserror_at_serve(
     assert b"stillborn" not in generate_latest(registry)
 
 
+def test_the_port_is_free_again_as_soon_as_the_server_closes(
+    make_herd: Callable[..., HerdExecutor],
+) -> None:
+    # The server half-closes each connection first, so the closed connection waits in
+    # TIME-WAIT on the server's side; without SO_REUSEADDR that holds the port for a minute.
+    first = make_herd(1, name="first", registry=None)
+    server = first.serve("127.0.0.1:0")
+    port = server.port
+    assert call_json(server, "GET", "/herd")[0] == 200
+    server.close()
+    again = make_herd(1, name="again", registry=None)
+    with again.serve(f"127.0.0.1:{port}") as reopened:
+        assert call_json(reopened, "GET", "/herd")[0] == 200
+        # A server still listening keeps its port: a second one is refused, as before.
+        with pytest.raises(OSError, match=f"cannot serve on 127.0.0.1:{port}") as caught:
+            first.serve(f"127.0.0.1:{port}")
+        assert caught.value.errno == errno.EADDRINUSE
+
+
 @pytest.mark.parametrize(
     ("addr", "error"),
     [

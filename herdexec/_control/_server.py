@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import selectors
 import socket
 import threading
@@ -258,7 +259,13 @@ class _Listener(WSGIServer):
         self.socket.setblocking(False)
 
     def server_bind(self) -> None:
-        # HTTPServer.server_bind() would look up the host's FQDN, which can wait on DNS.
+        # HTTPServer.server_bind() would look up the host's FQDN, which can wait on DNS,
+        # so the SO_REUSEADDR it would set is set here. On POSIX it lets a restarted
+        # server bind over its last run's connections in TIME-WAIT, and still refuses a
+        # port that another socket listens on; on Windows it would let two listeners
+        # share the port, so it is left off there, as asyncio does.
+        if os.name == "posix":
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         socket.socket.bind(self.socket, self.server_address)
         self.server_address = self.socket.getsockname()
         self.server_name = str(self.server_address[0])
