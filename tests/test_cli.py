@@ -11,10 +11,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import select
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -24,86 +22,23 @@ from pathlib import Path
 
 import pytest
 
+from .cli_helpers import (
+    ARGV,
+    HERDEXEC,
+    PYTHON_M,
+    TIMEOUT,
+    Lines,
+    herdexec,
+    read_joblog,
+    run_cli,
+)
 from .helpers import wait_until
-
-HERDEXEC = str(Path(sys.executable).with_name("herdexec"))
-PYTHON_M = [sys.executable, "-m", "herdexec"]
-TIMEOUT = 30  # seconds any one herdexec run may take before the test fails
-# Prints its argv, one JSON list per job, so that each argument is seen exactly.
-ARGV = [sys.executable, "-c", "import json, sys; print(json.dumps(sys.argv[1:]))"]
-JOBLOG_HEADER = ["seq", "status", "exit", "attempts", "start", "duration", "item"]
 
 
 @pytest.fixture(autouse=True)
 def _the_script_is_installed() -> None:
     if not os.access(HERDEXEC, os.X_OK):
         pytest.fail(f"{HERDEXEC} is missing: pip install -e . installs the console script")
-
-
-def herdexec(
-    *args: str, stdin: str | bytes = b"", cwd: Path | None = None, script: bool = True
-) -> subprocess.CompletedProcess[str]:
-    """Run ``herdexec ARGS`` to the end (the venv's script, or ``python -m herdexec``)."""
-    data = stdin.encode() if isinstance(stdin, str) else stdin
-    command = [HERDEXEC] if script else PYTHON_M
-    result = subprocess.run(
-        [*command, *args], input=data, capture_output=True, timeout=TIMEOUT, cwd=cwd, check=False
-    )
-    return subprocess.CompletedProcess(
-        result.args,
-        result.returncode,
-        result.stdout.decode(errors="replace"),
-        result.stderr.decode(errors="replace"),
-    )
-
-
-def run_cli(
-    *args: str, stdin: str | bytes = b"", cwd: Path | None = None, script: bool = True
-) -> subprocess.CompletedProcess[str]:
-    """Run ``herdexec run ARGS`` to the end; its output as text."""
-    return herdexec("run", *args, stdin=stdin, cwd=cwd, script=script)
-
-
-def read_joblog(path: Path) -> list[dict[str, str]]:
-    lines = path.read_text().splitlines()
-    assert lines[0].split("\t") == JOBLOG_HEADER
-    rows = [line.split("\t") for line in lines[1:]]
-    assert all(len(row) == len(JOBLOG_HEADER) for row in rows), rows
-    return sorted((dict(zip(JOBLOG_HEADER, row, strict=True)) for row in rows), key=_seq)
-
-
-def _seq(row: dict[str, str]) -> int:
-    return int(row["seq"])
-
-
-class Lines:
-    """Lines from a file descriptor, each waited for with a timeout."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.seen: list[str] = []
-        self._buffer = b""
-
-    def readline(self, timeout: float = 10) -> str:
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self._buffer:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.fd], [], [], left)[0]:
-                raise TimeoutError(f"no line within {timeout} s; saw {self.seen}")
-            chunk = os.read(self.fd, 65536)
-            if not chunk:
-                raise EOFError(f"closed; saw {self.seen}")
-            self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        self.seen.append(line.decode(errors="replace"))
-        return self.seen[-1]
-
-    def wait_for(self, pattern: str, timeout: float = 10) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while True:
-            match = re.search(pattern, self.readline(max(0.0, deadline - time.monotonic())))
-            if match:
-                return match
 
 
 class Fifo(Lines):
@@ -506,10 +441,10 @@ def test_progress_bar_only_when_asked_and_stdout_untouched() -> None:
 
 
 def test_a_reader_that_goes_away_stops_the_run(tmp_path: Path) -> None:
-    listing = tmp_path / "items"
+    listing, log = tmp_path / "items", tmp_path / "jobs.tsv"
     listing.write_text("".join(f"{n}\n" for n in range(100_000)))
     proc = subprocess.Popen(
-        [HERDEXEC, "run", "-a", str(listing), "-j", "2", "--", "echo"],
+        [HERDEXEC, "run", "-a", str(listing), "-j", "2", "--joblog", str(log), "--", "echo"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -520,6 +455,11 @@ def test_a_reader_that_goes_away_stops_the_run(tmp_path: Path) -> None:
     assert proc.returncode == 128 + signal.SIGPIPE
     assert b"stdout closed" in err
     assert b"Traceback" not in err
+    # What the pipe took before its reader left counts; a job whose output it refused
+    # is not a success.
+    statuses = {row["status"] for row in read_joblog(log)}
+    assert "output-lost" in statuses
+    assert statuses <= {"success", "output-lost", "not-started"}
 
 
 # -- signals and the control server ------------------------------------------------

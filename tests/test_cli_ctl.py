@@ -114,6 +114,32 @@ def test_no_server_there_is_said_plainly() -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("scheme", ["ftp", "https", "HTTPS"])
+@pytest.mark.parametrize("where", ["--url", "HERDEXEC_URL"])
+def test_a_url_that_is_not_http_is_refused_before_connecting(scheme: str, where: str) -> None:
+    # Something listens there, and must see no connection: urllib would talk FTP to it
+    # (and wait 10 s for a greeting) or start a TLS handshake.
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        listening.setblocking(False)
+        url = f"{scheme}://127.0.0.1:{listening.getsockname()[1]}"
+        if where == "--url":
+            result = ctl("--url", url, "get")
+        else:
+            result = ctl("get", env={"HERDEXEC_URL": url})
+        with pytest.raises(BlockingIOError):
+            listening.accept()
+    assert result.returncode == 2
+    usage, said = result.stderr.splitlines()
+    assert usage.startswith("usage: herdexec ctl")
+    given_as = "--url" if where == "--url" else "$HERDEXEC_URL"
+    assert said == (
+        f"herdexec ctl: error: {given_as} {url}: not an http:// URL;"
+        " a herd's control server speaks plain HTTP"
+    )
+
+
 def test_something_that_is_not_a_herds_server() -> None:
     class Page(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -137,8 +163,10 @@ def test_something_that_is_not_a_herds_server() -> None:
     assert "answered, but not as a herd's control server does" in result.stderr
 
 
-@pytest.mark.parametrize("args", [[], ["set"], ["set", "-1"], ["set", "many"], ["resize", "2"]])
+@pytest.mark.parametrize(
+    "args", [[], ["set"], ["set", "-1"], ["set", "many"], ["resize", "2"], ["get", "--bogus"]]
+)
 def test_bad_usage_exits_2(args: list[str]) -> None:
     result = ctl(*args)
     assert result.returncode == 2
-    assert "usage: herdexec ctl" in result.stderr
+    assert result.stderr.startswith("usage: herdexec ctl")

@@ -11,6 +11,7 @@ import json
 import socket
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from typing import Final, TextIO
@@ -31,7 +32,7 @@ class CtlOptions:
     """``herdexec ctl``'s command line."""
 
     action: str  # "get", "set" or "metrics"
-    url: str = DEFAULT_URL
+    url: str = DEFAULT_URL  # the server's base URL, as normalize_url() gives it
     token: str | None = None
     size: int | None = None  # for "set"
 
@@ -46,10 +47,20 @@ class CtlError(Exception):
 
 def normalize_url(url: str) -> str:
     """The server's base URL: ``host:port`` gets ``http://``; a trailing path to one of
-    the server's own endpoints, or a slash, is dropped."""
+    the server's own endpoints, or a slash, is dropped.
+
+    Raises:
+        ValueError: The URL's scheme is not http: a herd's control server speaks plain
+            HTTP only, and urllib would otherwise try ftp:// for seconds, or fail
+            https:// in a TLS handshake that says nothing of the real mistake.
+    """
     url = url.strip()
     if "://" not in url:
         url = f"http://{url}"
+    scheme = urllib.parse.urlsplit(url).scheme
+    if scheme.lower() != "http":
+        raise ValueError("not an http:// URL; a herd's control server speaks plain HTTP")
+    url = url.rstrip("/")
     for suffix in ("/herd", "/metrics"):
         url = url.removesuffix(suffix)
     return url.rstrip("/")
@@ -61,7 +72,7 @@ def ctl(options: CtlOptions, stdout: TextIO = sys.stdout) -> int:
     Raises:
         CtlError: The server is not there, or refused; its message says which.
     """
-    base = normalize_url(options.url)
+    base = options.url
     if options.action == "metrics":
         stdout.write(_request(base, "GET", "/metrics", options.token))
     elif options.action == "get":

@@ -58,6 +58,9 @@ class JobStatus(enum.Enum):
     KILLED = "killed"
     #: Read from the input but never started: intake stopped first.
     NOT_STARTED = "not-started"
+    #: It succeeded, but its output could not be written: stdout failed, or its reader
+    #: went away. Its work may be done; what it said is lost.
+    OUTPUT_LOST = "output-lost"
 
     def __str__(self) -> str:
         return self.value

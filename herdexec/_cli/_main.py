@@ -9,16 +9,18 @@ exit status 2, and the files opened before anything runs. The work is in
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
+import stat
 import sys
 from collections.abc import Callable, Sequence
-from typing import Final, TextIO, TypeVar
+from typing import Final, TypeVar
 
 from herdexec import __version__
 
-from ._ctl import DEFAULT_URL, CtlError, CtlOptions, ctl
-from ._report import JOBLOG_HEADER
+from ._ctl import DEFAULT_URL, CtlError, CtlOptions, ctl, normalize_url
+from ._report import Joblog, printable
 from ._run import RunOptions, ServeError, dry_run, run
 
 __all__ = ["main"]
@@ -58,7 +60,8 @@ stopping:
 
 joblog: tab-separated, a header line, then one line per item read, as it ends:
   seq status exit attempts start duration item
-  status is success, failure, timeout, killed or not-started; exit is 126 or 127
+  status is success, failure, timeout, killed, not-started or output-lost (it
+  succeeded, but its output could not be written); exit is 126 or 127
   when the command could not be run, 128+N when signal N ended it; start is UTC
   ISO 8601; duration is seconds from the first attempt's start to the last's end.
 
@@ -66,6 +69,8 @@ exit status:
   0    every job succeeded (an empty input too)
   1    some job failed, timed out or was killed
   2    bad usage, or the run could not start (-a, --joblog or --serve)
+  3    stopped because the input could not be read, or stdout or the joblog
+       could not be written (a full disk, say); the message says which
   128+N  stopped by signal N: 130 for Ctrl-C, 143 for SIGTERM, 141 when stdout's
        reader went away
 
@@ -100,12 +105,15 @@ exit status:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``herdexec`` console script; returns the exit status."""
-    parser, run_parser = _parsers()
+    parser, subparsers = _parsers()
     try:
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
+        sub = subparsers[args.subcommand]
+        if unknown:  # said with the subcommand's usage, not the top-level one
+            sub.error(f"unrecognized arguments: {' '.join(map(printable, unknown))}")
         if args.subcommand == "ctl":
-            return _ctl(args)
-        return _run(run_parser, args)
+            return _ctl(sub, args)
+        return _run(sub, args)
     except KeyboardInterrupt:
         return 130
 
@@ -138,15 +146,22 @@ def _run(sub: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         progress=progress and not args.dry_run,
     )
     if args.dry_run:
-        return dry_run(options, sys.stdout.buffer)
+        return dry_run(options)
     try:
         return run(options)
     except ServeError as exc:
         sub.error(str(exc))
 
 
-def _ctl(args: argparse.Namespace) -> int:
-    options = CtlOptions(action=args.action, url=args.url, token=args.token, size=args.size)
+def _ctl(sub: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    url, given_as = args.url, "--url"
+    if url is None:
+        url, given_as = os.environ.get("HERDEXEC_URL", DEFAULT_URL), "$HERDEXEC_URL"
+    try:
+        url = normalize_url(url)
+    except ValueError as exc:  # ftp://, https://: refused before any connection
+        sub.error(f"{given_as} {printable(url)}: {exc}")
+    options = CtlOptions(action=args.action, url=url, token=args.token, size=args.size)
     try:
         return ctl(options)
     except CtlError as error:
@@ -157,29 +172,28 @@ def _ctl(args: argparse.Namespace) -> int:
 def _open_items(sub: argparse.ArgumentParser, path: str | None) -> int:
     """The file descriptor to read the items from (left open until the process exits)."""
     try:
-        if path is None or path == "-":
-            os.fstat(0)
-            return 0
-        return os.open(path, os.O_RDONLY)
+        fd = 0 if path is None or path == "-" else os.open(path, os.O_RDONLY)
+        # A directory opens, and fails only at the first read: refuse it now.
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
     except OSError as exc:
-        sub.error(f"-a {path or '-'}: {exc.strerror}")
+        sub.error(f"-a {printable(path or '-')}: {exc.strerror}")
+    return fd
 
 
-def _open_joblog(sub: argparse.ArgumentParser, path: str) -> TextIO:
+def _open_joblog(sub: argparse.ArgumentParser, path: str) -> Joblog:
     try:
-        joblog = open(path, "w", encoding="utf-8", errors="surrogateescape", newline="")  # noqa: SIM115
-    except OSError as exc:
-        sub.error(f"--joblog {path}: {exc.strerror}")
-    joblog.write(JOBLOG_HEADER)
-    joblog.flush()
-    return joblog
+        return Joblog(path)
+    except OSError as exc:  # /tmp, say, or /dev/full, where the header cannot be written
+        sub.error(f"--joblog {printable(path)}: {exc.strerror}")
 
 
 # -- the parsers -------------------------------------------------------------------
 
 
-def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
-    """The ``herdexec`` parser, and its ``run`` subparser (which reports run's errors)."""
+def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The ``herdexec`` parser, and its subcommands' parsers by name (each reports the
+    errors of its own command line)."""
     parser = argparse.ArgumentParser(
         prog="herdexec",
         description="A herd of workers at your service: run a command per input line on a"
@@ -187,9 +201,7 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="subcommand", required=True, metavar="COMMAND")
-    run_parser = _run_parser(subparsers)
-    _ctl_parser(subparsers)
-    return parser, run_parser
+    return parser, {"run": _run_parser(subparsers), "ctl": _ctl_parser(subparsers)}
 
 
 def _run_parser(
@@ -293,7 +305,9 @@ def _run_parser(
     return run_parser
 
 
-def _ctl_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _ctl_parser(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
     ctl_parser = subparsers.add_parser(
         "ctl",
         help="control a running herd over HTTP",
@@ -313,12 +327,13 @@ def _ctl_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     actions.add_parser("metrics", parents=[common], help="print the Prometheus metrics")
     ctl_parser.set_defaults(size=None)
+    return ctl_parser
 
 
 def _connection_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
     parser.add_argument(
         "--url",
-        default=os.environ.get("HERDEXEC_URL", DEFAULT_URL) if defaults else argparse.SUPPRESS,
+        default=None if defaults else argparse.SUPPRESS,
         help="the server's address, like http://127.0.0.1:2112 or 127.0.0.1:2112"
         f" (default: $HERDEXEC_URL, else {DEFAULT_URL})",
     )
@@ -339,7 +354,9 @@ def _bounded(
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not math.isfinite(value) or (value <= low if strict else value < low):
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+        if value <= low if strict else value < low:
             raise argparse.ArgumentTypeError(f"must be {'above' if strict else 'at least'} {low}")
         if high is not None and value > high:
             raise argparse.ArgumentTypeError(f"must be at most {high}")

@@ -1,14 +1,20 @@
 """What ``herdexec run`` tells the world: each job's output, the joblog, and the summary.
 
 Every finished job, and every item that never started, passes through
-:meth:`Reporter.finished` exactly once. That one place writes its joblog line, counts it,
-and passes its output on, whole and under one lock, so that two jobs' output never mixes
-within a line; with ``--keep-order`` it holds output back until every earlier item's is
+:meth:`Reporter.finished` exactly once. That one place counts it, passes its output on,
+whole and under one lock, so that two jobs' output never mixes within a line, and then
+writes its joblog line, which can thus say whether the output was written; with
+``--keep-order`` it holds output (and joblog line) back until every earlier item's is
 out.
+
+herdexec's own output can fail: a full disk under stdout or the joblog, a reader that
+went away. Nothing here raises then; the failure is handed to a callback once, the run
+stops on it, and what could not be written is never counted or logged as a success.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -20,13 +26,17 @@ from typing import IO, BinaryIO, Final, TextIO
 
 from ._jobs import Captured, Job, JobStatus
 
-__all__ = ["JOBLOG_HEADER", "Reporter", "Streams", "joblog_line"]
+__all__ = ["JOBLOG_HEADER", "Joblog", "Reporter", "Streams", "joblog_line", "printable"]
 
 JOBLOG_HEADER: Final = "seq\tstatus\texit\tattempts\tstart\tduration\titem\n"
 # Tabs and backslashes in an item are escaped so that every joblog line has 7 fields.
 _TSV_ESCAPES: Final = str.maketrans({"\\": "\\\\", "\t": "\\t", "\r": "\\r", "\n": "\\n"})
-# What a terminal would act on rather than show, in the commands herdexec reports.
-_CONTROLS: Final = {c: f"\\x{c:02x}" for c in (*range(32), 127)}
+# What a terminal would act on rather than show, and the bytes that are not UTF-8 (held
+# as surrogate escapes, U+DC80 to U+DCFF), as the \xNN a reader can make sense of.
+_UNPRINTABLE: Final = {
+    **{c: f"\\x{c:02x}" for c in (*range(32), 127)},
+    **{c: f"\\x{c - 0xDC00:02x}" for c in range(0xDC80, 0xDD00)},
+}
 _SHOWN_MAX: Final = 300
 
 
@@ -34,23 +44,23 @@ class Streams:
     """Standard output and error, shared by every thread.
 
     Each write is whole, under one lock, and clear of the progress bar when one is on.
-    A reader that goes away (``herdexec run ... | head``) is told to the ``on_closed``
-    callback once; later output to stdout is dropped.
+    A write to stdout that fails (its reader went away, a full disk) is told to the
+    ``on_failed`` callback once, with its error; later output to stdout is dropped.
 
     Args:
         stdout: Where the jobs' standard output goes.
         stderr: Where the jobs' standard error and herdexec's own messages go.
-        on_closed: Called, once, when stdout's reader has gone.
+        on_failed: Called, once, with the error of the first write to stdout that failed.
     """
 
     def __init__(
-        self, stdout: TextIO, stderr: TextIO, on_closed: Callable[[], object] | None = None
+        self, stdout: TextIO, stderr: TextIO, on_failed: Callable[[OSError], object]
     ) -> None:
         self._stdout = stdout
         self._stderr = stderr
-        self._on_closed = on_closed
+        self._on_failed = on_failed
         self._lock = threading.Lock()
-        self._stdout_closed = False
+        self._stdout_failed = False
         #: Set while a progress bar is up: what to hold while writing to a terminal.
         self.clear_bar: Callable[[], AbstractContextManager[object]] | None = None
         self._stdout_tty = _isatty(stdout)
@@ -61,32 +71,40 @@ class Streams:
             self._stderr.write(f"herdexec: {text}\n")
             self._stderr.flush()
 
-    def output(self, captured: Captured, note: str | None) -> None:
-        """A job's stdout, then its stderr, then herdexec's note about it, all at once."""
+    def output(self, captured: Captured, note: str | None) -> bool:
+        """A job's stdout, then its stderr, then herdexec's note about it, all at once.
+
+        Returns:
+            False if its stdout could not be written (now, or since stdout failed).
+        """
         if not (captured.stdout or captured.stderr or note):
-            return
+            return True
         to_stderr = bool(captured.stderr) or note is not None
         with self._lock, self._cleared(to_stdout=not to_stderr):
-            if captured.stdout and not self._stdout_closed:
-                self._write_stdout(captured.stdout)
+            written = not captured.stdout or self._write_stdout(captured.stdout)
             if captured.stderr:
                 self._stderr.flush()
                 _write(self._stderr.buffer, captured.stderr)
             if note is not None:
                 self._stderr.write(f"herdexec: {note}\n")
                 self._stderr.flush()
+        return written
 
-    def _write_stdout(self, data: bytes | IO[bytes]) -> None:
+    def _write_stdout(self, data: bytes | IO[bytes]) -> bool:
+        if self._stdout_failed:
+            return False
         try:
             _write(self._stdout.buffer, data)
-        except BrokenPipeError:
-            self._stdout_closed = True
-            # Python would complain again at exit, flushing what it still holds.
+        except OSError as error:
+            self._stdout_failed = True
+            # What the buffer still holds would fail again, and Python would complain
+            # about it at exit (and exit with 120): let it go to /dev/null instead.
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, self._stdout.fileno())
             os.close(devnull)
-            if self._on_closed is not None:
-                self._on_closed()
+            self._on_failed(error)
+            return False
+        return True
 
     def _cleared(self, *, to_stdout: bool) -> AbstractContextManager[object]:
         """Clear the bar (on stderr) for a write to stderr, or to a stdout that shares
@@ -97,24 +115,77 @@ class Streams:
         return clear_bar()
 
 
+class Joblog:
+    """The ``--joblog`` file, its header written: one whole line per job, or none.
+
+    Each line is written at once, unbuffered, as its job is reported. A line that can
+    only be written in part (the disk fills, the file reaches its size limit) is cut off
+    again, so that every line a reader finds has all its fields.
+
+    Args:
+        path: The file, created or overwritten.
+
+    Raises:
+        OSError: It cannot be opened, or the header cannot be written.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._file = open(path, "wb", buffering=0)  # noqa: SIM115  (closed by close())
+        try:
+            self.write(JOBLOG_HEADER)
+        except OSError:
+            self._file.close()
+            raise
+
+    def write(self, line: str) -> None:
+        """Write ``line`` whole.
+
+        Raises:
+            OSError: It could not be written (whatever part was, is taken back).
+        """
+        data = line.encode("utf-8", "surrogateescape")
+        done = 0
+        try:
+            while done < len(data):
+                done += self._file.write(data[done:])
+        except OSError:
+            if done:
+                with contextlib.suppress(OSError):  # not a regular file: cannot be undone
+                    self._file.truncate(self._file.tell() - done)
+            raise
+
+    def close(self) -> None:
+        self._file.close()
+
+
 class Reporter:
     """Counts, logs and passes on every job as it ends.
 
     Args:
         streams: Where output and notes go.
-        joblog: The open ``--joblog`` file, its header written, or ``None``.
+        joblog: The ``--joblog`` file, or ``None``.
         keep_order: Pass output on in input order, not as jobs end.
+        on_joblog_failed: Called, once, with the error of the first joblog line that
+            could not be written; no line is written after it.
     """
 
-    def __init__(self, streams: Streams, joblog: TextIO | None, keep_order: bool) -> None:
+    def __init__(
+        self,
+        streams: Streams,
+        joblog: Joblog | None,
+        keep_order: bool,
+        on_joblog_failed: Callable[[OSError], object],
+    ) -> None:
         self._streams = streams
         self._joblog = joblog
+        self._on_joblog_failed = on_joblog_failed
         self._keep_order = keep_order
         self._lock = threading.Lock()
         self._held: dict[int, Job] = {}  # --keep-order: ended, waiting for earlier items
         self._next_seq = 1
         self.succeeded = 0
-        self.failed = 0  # failure, timeout or killed
+        self.failed = 0  # failure, timeout, killed or output-lost
         self.retried = 0  # jobs that took more than one attempt
         self.not_started = 0
 
@@ -124,7 +195,8 @@ class Reporter:
         return self.succeeded + self.failed
 
     def finished(self, job: Job) -> None:
-        """``job`` is over: count it, log it, pass its output on (or hold it for order)."""
+        """``job`` is over: count it, pass its output on and log it (or hold both for
+        order)."""
         with self._lock:
             if job.status is JobStatus.SUCCESS:
                 self.succeeded += 1
@@ -133,9 +205,6 @@ class Reporter:
             else:
                 self.failed += 1
             self.retried += job.attempts > 1
-            if self._joblog is not None:
-                self._joblog.write(joblog_line(job))
-                self._joblog.flush()
             if not self._keep_order:
                 self._pass_on(job)
                 return
@@ -152,7 +221,7 @@ class Reporter:
         job.output = Captured()
 
     def close(self) -> None:
-        """Pass on whatever is still held, in order, and close the joblog."""
+        """Pass on (and log) whatever is still held, in order, and close the joblog."""
         with self._lock:
             for seq in sorted(self._held):
                 self._pass_on(self._held.pop(seq))
@@ -167,11 +236,23 @@ class Reporter:
         )
 
     def _pass_on(self, job: Job) -> None:
+        """Write the job's output, then its joblog line, which says if it was lost."""
         try:
-            self._streams.output(job.output, _note(job))
+            written = self._streams.output(job.output, _note(job))
         finally:
             job.output.close()
             job.output = Captured()
+        if not written and job.status is JobStatus.SUCCESS:
+            job.status = JobStatus.OUTPUT_LOST
+            self.succeeded -= 1
+            self.failed += 1
+        if self._joblog is not None:
+            try:
+                self._joblog.write(joblog_line(job))
+            except OSError as error:
+                self._joblog.close()
+                self._joblog = None
+                self._on_joblog_failed(error)
 
 
 def joblog_line(job: Job) -> str:
@@ -213,9 +294,15 @@ def _note(job: Job, *, retrying: bool = False) -> str | None:
     return f"failed with exit {job.exit_code}{attempts}: {command}"
 
 
+def printable(text: str) -> str:
+    """``text`` safe to print on a terminal, and readable: control characters and bytes
+    that are not UTF-8 (file names and items hold them as surrogate escapes) as ``\\xNN``."""
+    return text.translate(_UNPRINTABLE)
+
+
 def _shown(argv: list[str]) -> str:
     """A command as a shell would take it back, and safe to print on a terminal."""
-    text = shlex.join(argv).translate(_CONTROLS)
+    text = printable(shlex.join(argv))
     return text if len(text) <= _SHOWN_MAX else text[: _SHOWN_MAX - 3] + "..."
 
 

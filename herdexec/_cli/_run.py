@@ -4,13 +4,15 @@ Three kinds of thread share the work. A feeder thread reads the input and submit
 per item; ``submit`` blocks until a gopher takes it, so the input is read no faster than
 the herd runs it. The gophers run the jobs (:mod:`herdexec._cli._jobs`) and report each one
 as it ends (:mod:`herdexec._cli._report`). The main thread does nothing but wait on one
-pipe for what happens: a signal, the end of the run, a closed stdout, each one byte.
+pipe for what happens: a signal, the end of the run, a failure of herdexec's own input
+or output, each one byte.
 Signals arrive there through ``signal.set_wakeup_fd``, which the interpreter writes to
 from whichever thread the kernel gave the signal to; a Python handler would run only
 once the main thread woke up for some other reason. And since the handlers do nothing,
 no handler ever runs herd code in the middle of herd code on the main thread.
 
-Stopping, whether by Ctrl-C, SIGTERM or a reader that went away: intake closes
+Stopping, whether by Ctrl-C, SIGTERM, a reader that went away, or an input, stdout or
+joblog that failed: intake closes
 (``close_input()`` wakes the feeder's blocked submit), jobs waiting for a retry are
 cancelled, and running jobs finish; jobs killed on the way are reported like any other.
 The run is over once every item read has been reported, whatever the feeder is doing
@@ -35,17 +37,21 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import partial
 from types import FrameType
-from typing import TYPE_CHECKING, BinaryIO, Final, TextIO
+from typing import TYPE_CHECKING, Final
 
 from herdexec import ExponentialBackoff, HerdExecutor, HerdFuture, Retry
 
-from ._jobs import KILL_GRACE, Job, JobOver, JobStatus, Runner, build_argv
-from ._report import Reporter, Streams
+from ._jobs import KILL_GRACE, Captured, Job, JobOver, JobStatus, Runner, build_argv
+from ._report import Joblog, Reporter, Streams, printable
 
 if TYPE_CHECKING:
     from ._progress import Progress
 
-__all__ = ["RunOptions", "ServeError", "dry_run", "read_items", "run"]
+__all__ = ["IO_FAILURE", "RunOptions", "ServeError", "dry_run", "read_items", "run"]
+
+#: The exit status of a run stopped because its own input or output failed: the input
+#: could not be read, or stdout or the joblog could not be written (a full disk, say).
+IO_FAILURE: Final = 3
 
 #: Seconds between redraws of the progress bar, and between sweeps for retries to
 #: cancel while the run stops.
@@ -55,7 +61,7 @@ _READ_SIZE: Final = 64 * 1024
 _MAX_BACKOFF: Final = 60.0
 # Events on the wakeup pipe besides signal numbers, which are below 65.
 _FINISHED: Final = 255
-_STDOUT_CLOSED: Final = 254
+_IO_FAILED: Final = 254  # what failed is in _Run._failure
 _STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _RESIZE_SIGNALS: Final = {signal.SIGUSR1: +1, signal.SIGUSR2: -1}
 #: Signals that kill the running jobs at once, without waiting for a second one.
@@ -78,7 +84,7 @@ class RunOptions:
     timeout: float | None = None
     serve: str | None = None
     token: str | None = None
-    joblog: TextIO | None = None
+    joblog: Joblog | None = None
     keep_order: bool = False
     progress: bool = False
 
@@ -102,11 +108,21 @@ def read_items(fd: int) -> Iterator[str]:
         yield os.fsdecode(rest)
 
 
-def dry_run(options: RunOptions, stdout: BinaryIO) -> int:
-    """Print each command as a shell would read it back, and run none."""
-    for item in read_items(options.items):
-        stdout.write(os.fsencode(shlex.join(build_argv(options.command, item))) + b"\n")
-    stdout.flush()
+def dry_run(options: RunOptions) -> int:
+    """Print each command as a shell would read it back, and run none; return 0, or the
+    exit status of a failed input or output."""
+    failures: list[OSError] = []
+    streams = Streams(sys.stdout, sys.stderr, failures.append)
+    try:
+        for item in read_items(options.items):
+            line = os.fsencode(shlex.join(build_argv(options.command, item))) + b"\n"
+            if not streams.output(Captured(stdout=line), None):
+                code, what = _stdout_failure(failures[0])
+                streams.message(what)
+                return code
+    except OSError as exc:
+        streams.message(_input_failure(exc))
+        return IO_FAILURE
     return 0
 
 
@@ -123,8 +139,10 @@ class _Run:
     def __init__(self, options: RunOptions) -> None:
         self._options = options
         self._events = _Events()
-        self._streams = Streams(sys.stdout, sys.stderr, partial(self._events.post, _STDOUT_CLOSED))
-        self._reporter = Reporter(self._streams, options.joblog, options.keep_order)
+        self._streams = Streams(sys.stdout, sys.stderr, self._stdout_failed)
+        self._reporter = Reporter(
+            self._streams, options.joblog, options.keep_order, self._joblog_failed
+        )
         self._runner = Runner(options.timeout, options.retries, self._reporter.retrying)
         logger = logging.getLogger("herdexec.run")
         logger.propagate = False
@@ -150,6 +168,8 @@ class _Run:
         self._intake_over = False  # the feeder has stopped
         self._input_complete = False  # ... at the end of the input
         self._stop_code: int | None = None  # why the run stops early, as an exit status
+        self._stop_note = ""  # ... and in words, for the summary
+        self._failure: tuple[int, str] | None = None  # the first I/O failure: status, what
         self._over = False  # every item read is reported: the run is over
 
     # -- the main thread -------------------------------------------------------------
@@ -205,8 +225,8 @@ class _Run:
             for event in self._events.wait(timeout):
                 if event == _FINISHED:
                     return
-                if event == _STDOUT_CLOSED:
-                    self._stop(128 + signal.SIGPIPE)
+                if event == _IO_FAILED and self._failure is not None:
+                    self._stop(*self._failure)
                 elif event in _RESIZE_SIGNALS:
                     self._resize(_RESIZE_SIGNALS[signal.Signals(event)])
                 elif event in _STOP_SIGNALS:
@@ -236,21 +256,31 @@ class _Run:
         size = self._executor.herd_size + change
         self._executor.herd_size = max(0, min(size, self._executor.max_herd_size))
 
-    def _stop(self, code: int) -> None:
-        """Start no more jobs; running ones finish."""
+    def _stop(self, code: int, failure: str | None = None) -> None:
+        """Start no more jobs; running ones finish. ``failure`` says what failed, when
+        it is not a signal that stops the run."""
         with self._lock:
-            if self._stop_code is not None:
-                return
-            self._stop_code = code
+            first = self._stop_code is None
+            if first:
+                self._stop_code = code
+                self._stop_note = (
+                    f"stopped: {failure}"
+                    if failure is not None
+                    else f"stopped by {signal.Signals(code - 128).name}"
+                )
+        if not first:
+            if failure is not None:  # while stopping anyway: still say it
+                self._streams.message(failure)
+            return
         self._runner.stop()
         self._executor.close_input()  # the feeder's blocked submit gives up
         running = self._runner.running
         waiting = f", waiting for {running} running" if running else ""
-        if code == 128 + signal.SIGINT:
+        if failure is not None:
+            self._streams.message(f"{failure}: starting no more jobs{waiting}")
+        elif code == 128 + signal.SIGINT:
             again = " (Ctrl-C again to kill them)" if running else ""
             self._streams.message(f"interrupted: starting no more jobs{waiting}{again}")
-        elif code == 128 + signal.SIGPIPE:
-            self._streams.message(f"stdout closed: starting no more jobs{waiting}")
         with self._lock:
             self._check_over_locked()
 
@@ -274,15 +304,15 @@ class _Run:
 
     def _finish(self) -> int:
         reporter = self._reporter
-        code = self._stop_code
+        code, note = self._stop_code, self._stop_note
+        if code is None and self._failure is not None:  # as the reporter closed, at the end
+            code, failure = self._failure
+            note = f"stopped: {failure}"
         eventful = reporter.failed or reporter.retried or reporter.not_started
         if code is not None or eventful or self._options.progress:
             notes = ""
             if code is not None:
-                if code == 128 + signal.SIGPIPE:
-                    notes = "; stopped: stdout closed"
-                else:
-                    notes = f"; stopped by {signal.Signals(code - 128).name}"
+                notes = f"; {note}"
                 if not self._input_complete:
                     notes += ", input not read to the end"
             self._streams.message(reporter.summary() + notes)
@@ -299,8 +329,7 @@ class _Run:
                     return
             self._input_complete = True
         except OSError as exc:
-            self._streams.message(f"cannot read the input: {exc}")
-            self._events.post(signal.SIGTERM)
+            self._failed(IO_FAILURE, _input_failure(exc))
         finally:
             with self._lock:
                 self._intake_over = True
@@ -325,6 +354,24 @@ class _Run:
             self._waiting[job] = future
         future.add_done_callback(partial(self._ended, job))
         return True
+
+    # -- failures of herdexec's own input and output, from any thread ---------------
+
+    def _failed(self, code: int, failure: str) -> None:
+        """The run stops on the first failure, as the main thread learns of it."""
+        with self._lock:
+            if self._failure is not None:
+                return
+            self._failure = (code, failure)
+        self._events.post(_IO_FAILED)
+
+    def _stdout_failed(self, error: OSError) -> None:
+        self._failed(*_stdout_failure(error))
+
+    def _joblog_failed(self, error: OSError) -> None:
+        assert self._options.joblog is not None
+        path = printable(self._options.joblog.path)
+        self._failed(IO_FAILURE, f"cannot write the joblog {path} ({error.strerror})")
 
     # -- the gophers -----------------------------------------------------------------
 
@@ -393,6 +440,18 @@ class _Events:
             self._closed = True
             os.close(self._read)
             os.close(self._write)
+
+
+def _stdout_failure(error: OSError) -> tuple[int, str]:
+    """The exit status and the words for a write to stdout that failed: a reader that
+    went away is a SIGPIPE to the shell, anything else an I/O failure."""
+    if isinstance(error, BrokenPipeError):
+        return 128 + signal.SIGPIPE, "stdout closed"
+    return IO_FAILURE, f"cannot write to stdout ({error.strerror})"
+
+
+def _input_failure(error: OSError) -> str:
+    return f"cannot read the input ({error.strerror})"
 
 
 def _on_the_pipe(signum: int, frame: FrameType | None) -> None:
