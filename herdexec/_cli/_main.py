@@ -58,12 +58,13 @@ stopping:
   SIGTERM, SIGHUP          as two Ctrl-Cs
   Either way the joblog is complete and a summary goes to stderr.
 
-joblog: tab-separated, a header line, then one line per item read, as it ends:
+joblog: tab-separated, a header line, then one line per item read, as its output
+is passed on (as it ends; with -k, in input order):
   seq status exit attempts start duration item
   status is success, failure, timeout, killed, not-started or output-lost (it
-  succeeded, but its output could not be written); exit is 126 or 127
-  when the command could not be run, 128+N when signal N ended it; start is UTC
-  ISO 8601; duration is seconds from the first attempt's start to the last's end.
+  succeeded, but its output could not be written); exit is 126 or 127 when the
+  command could not be run, 128+N when signal N ended it; start is UTC ISO 8601;
+  duration is seconds from the first attempt's start to the last's end.
 
 exit status:
   0    every job succeeded (an empty input too)
