@@ -61,7 +61,7 @@ _READ_SIZE: Final = 64 * 1024
 _MAX_BACKOFF: Final = 60.0
 # Events on the wakeup pipe besides signal numbers, which are below 65.
 _FINISHED: Final = 255
-_IO_FAILED: Final = 254  # what failed is in _Run._failure
+_IO_FAILED: Final = 254  # what failed is in _Run._failures
 _STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _RESIZE_SIGNALS: Final = {signal.SIGUSR1: +1, signal.SIGUSR2: -1}
 #: Signals that kill the running jobs at once, without waiting for a second one.
@@ -169,7 +169,10 @@ class _Run:
         self._input_complete = False  # ... at the end of the input
         self._stop_code: int | None = None  # why the run stops early, as an exit status
         self._stop_note = ""  # ... and in words, for the summary
-        self._failure: tuple[int, str] | None = None  # the first I/O failure: status, what
+        # herdexec's own input or output that failed, in order: exit status, what failed;
+        # and how many of them the main thread has acted on.
+        self._failures: list[tuple[int, str]] = []
+        self._failures_seen = 0
         self._over = False  # every item read is reported: the run is over
 
     # -- the main thread -------------------------------------------------------------
@@ -225,8 +228,9 @@ class _Run:
             for event in self._events.wait(timeout):
                 if event == _FINISHED:
                     return
-                if event == _IO_FAILED and self._failure is not None:
-                    self._stop(*self._failure)
+                if event == _IO_FAILED:
+                    for code, failure in self._new_failures():
+                        self._stop(code, failure)
                 elif event in _RESIZE_SIGNALS:
                     self._resize(_RESIZE_SIGNALS[signal.Signals(event)])
                 elif event in _STOP_SIGNALS:
@@ -305,8 +309,8 @@ class _Run:
     def _finish(self) -> int:
         reporter = self._reporter
         code, note = self._stop_code, self._stop_note
-        if code is None and self._failure is not None:  # as the reporter closed, at the end
-            code, failure = self._failure
+        if code is None and self._failures:  # as the reporter closed, at the very end
+            code, failure = self._failures[0]
             note = f"stopped: {failure}"
         eventful = reporter.failed or reporter.retried or reporter.not_started
         if code is not None or eventful or self._options.progress:
@@ -358,12 +362,17 @@ class _Run:
     # -- failures of herdexec's own input and output, from any thread ---------------
 
     def _failed(self, code: int, failure: str) -> None:
-        """The run stops on the first failure, as the main thread learns of it."""
+        """Tell the main thread, which stops the run on the first failure and says each."""
         with self._lock:
-            if self._failure is not None:
-                return
-            self._failure = (code, failure)
+            self._failures.append((code, failure))
         self._events.post(_IO_FAILED)
+
+    def _new_failures(self) -> list[tuple[int, str]]:
+        """The failures the main thread has not acted on yet."""
+        with self._lock:
+            new = self._failures[self._failures_seen :]
+            self._failures_seen = len(self._failures)
+        return new
 
     def _stdout_failed(self, error: OSError) -> None:
         self._failed(*_stdout_failure(error))
