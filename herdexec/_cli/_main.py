@@ -56,7 +56,9 @@ stopping:
   Ctrl-C again             SIGTERM to every running job's process group, then
                            SIGKILL 1 s later (a third Ctrl-C: SIGKILL at once)
   SIGTERM, SIGHUP          as two Ctrl-Cs
-  Either way the joblog is complete and a summary goes to stderr.
+  stdout, the joblog or    as one Ctrl-C, with a line saying what failed (exit 3;
+  the input fails          141 for a stdout whose reader went away)
+  Either way the joblog is complete (unless it failed) and a summary goes to stderr.
 
 joblog: tab-separated, a header line, then one line per item read, as its output
 is passed on (as it ends; with -k, in input order):
