@@ -402,14 +402,16 @@ class HerdExecutor(Executor):
         *,
         token: str | None = None,
         protect_reads: bool = False,
+        allowed_hosts: Iterable[str] = (),
     ) -> ControlServer:
         """Serve gofherd's control plane over HTTP, in the background.
 
         ``GET /herd`` reads the herd, ``PATCH /herd {"num": N}`` resizes it, ``GET
-        /metrics`` is the registry's Prometheus exposition; docs/server.md has the
-        contract. Returns once the server listens. A herd has one server at a time, and
-        :meth:`shutdown` closes it, after its wait: a paused herd can still be resized
-        over HTTP while shutdown() waits for it.
+        /metrics`` is the registry's Prometheus exposition, and ``GET /`` is a live page
+        for the operator; docs/server.md has the contract. Returns once the server
+        listens. A herd has one server at a time, and :meth:`shutdown` closes it, after
+        its wait: a paused herd can still be resized over HTTP while shutdown() waits
+        for it.
 
         Args:
             addr: ``"host:port"`` to listen on; port 0 picks a free port. The default
@@ -417,6 +419,10 @@ class HerdExecutor(Executor):
                 interface, and give a token.
             token: If given, ``PATCH /herd`` needs ``Authorization: Bearer <token>``.
             protect_reads: Require the token for ``GET /herd`` and ``/metrics`` too.
+            allowed_hosts: Host names, besides ``localhost`` and the server's addresses,
+                that requests may name in their ``Host`` header; ``"*"`` allows any.
+                Any other gets 403: that is what stops a web page from reaching the
+                server through a rebound DNS name.
 
         Returns:
             The running server; see its ``url``, ``port`` and ``close()``.
@@ -424,9 +430,10 @@ class HerdExecutor(Executor):
         Raises:
             OSError: The address cannot be served: in use, say, or an unknown host.
             RuntimeError: After shutdown(), or while this herd serves already.
-            TypeError: ``addr``, ``token`` or ``protect_reads`` has the wrong type.
+            TypeError: ``addr``, ``token``, ``protect_reads`` or ``allowed_hosts`` has
+                the wrong type.
             ValueError: ``addr`` is not ``"host:port"``, the token cannot travel in a
-                header, or ``protect_reads`` has no token.
+                header, ``protect_reads`` has no token, or an allowed host is no name.
         """
         with self._control_lock:
             if self._control_closed:
@@ -436,7 +443,12 @@ class HerdExecutor(Executor):
             from ._control._server import ControlServer  # noqa: PLC0415  (bottle when served)
 
             self._server = ControlServer(
-                self, addr, registry=self._registry, token=token, protect_reads=protect_reads
+                self,
+                addr,
+                registry=self._registry,
+                token=token,
+                protect_reads=protect_reads,
+                allowed_hosts=allowed_hosts,
             )
             return self._server
 

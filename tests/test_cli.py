@@ -230,7 +230,9 @@ def test_exit_status_is_0_when_all_succeed_1_when_some_fail() -> None:
         ["--retries", "-1", "--", "true"],
         ["--backoff", "nan", "--", "true"],
         ["--token", "t", "--", "true"],
+        ["--allow-host", "herd.example", "--", "true"],
         ["--serve", "nonsense", "--", "true"],
+        ["--serve", "127.0.0.1:0", "--allow-host", "herd.example:80", "--", "true"],
         ["--progress", "--no-progress", "--", "true"],
         ["-a", "/nonexistent/items", "--", "true"],
         ["--joblog", "/nonexistent/dir/log", "--", "true"],
@@ -606,6 +608,24 @@ def test_serve_on_the_port_of_a_run_that_just_ended(background: type[Run]) -> No
     assert (code, "Traceback" in err) == (0, False)
 
 
+def test_allow_host_names_the_hosts_a_served_run_answers(background: type[Run]) -> None:
+    run = background(
+        "run", "-j", "0", "--serve", "127.0.0.1:0", "--allow-host", "herd.example", "--", "true"
+    )
+    url = run.stderr.wait_for(r"control server at (http://\S+)")[1]
+    answered = urllib.request.Request(f"{url}/herd", headers={"Host": "herd.example:2112"})
+    with urllib.request.urlopen(answered, timeout=10) as response:
+        assert response.status == 200
+    rebound = urllib.request.Request(f"{url}/herd", headers={"Host": "rebound.example"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(rebound, timeout=10)
+    assert refused.value.code == 403
+    assert "--allow-host" in json.load(refused.value)["msg"]
+    refused.value.close()
+    code, _, _ = run.finish()
+    assert code == 0
+
+
 def test_ctrl_c_on_a_paused_run(background: type[Run], tmp_path: Path) -> None:
     log = tmp_path / "jobs.tsv"
     run = background("run", "-j", "0", "--serve", "127.0.0.1:0", "--joblog", str(log), "--", "true")
@@ -633,6 +653,7 @@ def test_help_documents_every_option() -> None:
         "--timeout",
         "--serve",
         "--token",
+        "--allow-host",
         "--joblog",
         "--keep-order",
         "--progress",

@@ -265,7 +265,7 @@ def test_other_methods_on_metrics_get_405(server: ControlServer, method: str) ->
     assert headers["Allow"] == "GET, HEAD"
 
 
-@pytest.mark.parametrize("path", ["/", "/herd/", "/HERD", "/nope", "/metrics/x"])
+@pytest.mark.parametrize("path", ["/index.html", "/herd/", "/HERD", "/nope", "/metrics/x"])
 def test_unknown_paths_get_404_json(server: ControlServer, path: str) -> None:
     status, _, body = call_json(server, "GET", path)
     assert status == 404

@@ -47,7 +47,8 @@ with a note, and only the last attempt's stdout is kept.
 _RUN_EPILOG = """\
 resizing while it runs:
   SIGUSR1 / SIGUSR2        grow / shrink the herd by one (kill -USR1 PID)
-  --serve HOST:PORT        then: herdexec ctl --url URL set N, or
+  --serve HOST:PORT        then: open URL in a browser, or
+                           herdexec ctl --url URL set N, or
                            curl -X PATCH URL/herd -d '{"num": N}'
 
 stopping:
@@ -129,6 +130,8 @@ def _run(sub: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         sub.error("no COMMAND given: herdexec run [OPTIONS] -- COMMAND [ARG...]")
     if args.token is not None and args.serve is None:
         sub.error("--token is for the control server: give --serve HOST:PORT too")
+    if args.allow_host and args.serve is None:
+        sub.error("--allow-host is for the control server: give --serve HOST:PORT too")
     token = args.token if args.token is not None else os.environ.get("HERDEXEC_TOKEN")
     items = _open_items(sub, args.arg_file)
     joblog = None
@@ -144,6 +147,7 @@ def _run(sub: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         timeout=args.timeout,
         serve=args.serve,
         token=token,
+        allowed_hosts=tuple(args.allow_host),
         joblog=joblog,
         keep_order=args.keep_order,
         progress=progress and not args.dry_run,
@@ -268,6 +272,14 @@ def _run_parser(
         metavar="TOKEN",
         help="with --serve: PATCH /herd needs 'Authorization: Bearer TOKEN'"
         " (default: $HERDEXEC_TOKEN, if set)",
+    )
+    add(
+        "--allow-host",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="with --serve: answer requests for NAME too (say it again for more names; *"
+        " for any); besides localhost and IP addresses, every other Host header gets 403",
     )
     add(
         "--joblog",

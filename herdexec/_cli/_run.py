@@ -84,6 +84,7 @@ class RunOptions:
     timeout: float | None = None
     serve: str | None = None
     token: str | None = None
+    allowed_hosts: tuple[str, ...] = ()
     joblog: Joblog | None = None
     keep_order: bool = False
     progress: bool = False
@@ -207,7 +208,9 @@ class _Run:
 
     def _serve(self, addr: str) -> None:
         try:
-            server = self._executor.serve(addr, token=self._options.token)
+            server = self._executor.serve(
+                addr, token=self._options.token, allowed_hosts=self._options.allowed_hosts
+            )
         except (OSError, ValueError) as exc:  # in use, say, or not host:port
             raise ServeError(f"--serve {addr}: {exc}") from exc
         self._streams.message(f"control server at {server.url}")

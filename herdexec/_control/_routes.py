@@ -1,4 +1,5 @@
-"""The control plane's HTTP contract, on bottle: ``GET``/``PATCH /herd`` and ``GET /metrics``.
+"""The control plane's HTTP contract, on bottle: ``GET``/``PATCH /herd``, ``GET /metrics``,
+and the operator's page at ``GET /``.
 
 gofherd's clients must keep working (``curl -XPATCH host:5555/herd -d '{"num": 10}'``), so
 its answers are kept word for word: ``{"num": N, "msg": "success"}``, ``"Herd size already
@@ -14,11 +15,14 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 import threading
 from typing import TYPE_CHECKING, Any, Final, cast
 
 import bottle  # type: ignore[import-untyped]
 from prometheus_client.exposition import choose_encoder
+
+from ._page import ASSETS, read_asset
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -32,7 +36,11 @@ __all__ = ["MAX_BODY", "make_app"]
 MAX_BODY: Final = 64 * 1024
 
 # What each path answers, for 405's Allow header (bottle answers HEAD for GET).
-_ALLOW: Final = {"/herd": "GET, HEAD, PATCH", "/metrics": "GET, HEAD"}
+_ALLOW: Final = {
+    "/herd": "GET, HEAD, PATCH",
+    "/metrics": "GET, HEAD",
+    **dict.fromkeys(ASSETS, "GET, HEAD"),
+}
 
 
 def make_app(
@@ -53,6 +61,8 @@ def make_app(
     app.route("/herd", "GET", routes.get_herd)
     app.route("/herd", "PATCH", routes.patch_herd)
     app.route("/metrics", "GET", routes.get_metrics)
+    for path in ASSETS:
+        app.route(path, "GET", _get_asset)
     app.default_error_handler = _error_page
     return cast("WSGIApplication", app)
 
@@ -106,6 +116,10 @@ class _Routes:
                 "retried": s.retried,
                 "failed": s.failed,
                 "cancelled": s.cancelled,
+                # JSON has no infinity: the last bucket's open upper bound is null.
+                "duration_buckets": [None if math.isinf(b) else b for b in s.duration_buckets],
+                "duration_counts": list(s.duration_counts),
+                "duration_sum": s.duration_sum,
             },
         )
 
@@ -166,6 +180,14 @@ class _Routes:
         else:
             msg = f"{what} needs a token: send Authorization: Bearer <token>"
         return _reply(401, {"msg": msg}, {"WWW-Authenticate": challenge})
+
+
+def _get_asset() -> Any:
+    """The page, its script or its stylesheet; the same for every client, so no token."""
+    name, content_type = ASSETS[bottle.request.path]
+    # Revalidated each time: after an upgrade, the page and its script change together.
+    headers = {"Content-Type": content_type, "Cache-Control": "no-cache"}
+    return bottle.HTTPResponse(read_asset(name), 200, headers=headers)
 
 
 def _requested_size(environ: dict[str, Any], cap: int) -> int:
@@ -264,7 +286,7 @@ def _error_page(error: Any) -> str:
     request, response = bottle.request, bottle.response
     response.content_type = "application/json"
     if error.status_code == 404:
-        msg = "no such path: this server answers /herd and /metrics"
+        msg = "no such path: this server answers /, /herd and /metrics"
     elif error.status_code == 405:
         allow = _ALLOW[request.path]
         response.set_header("Allow", allow)

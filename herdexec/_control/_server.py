@@ -30,9 +30,11 @@ import time
 from typing import TYPE_CHECKING, Any, Final, cast, final
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
+from ._guard import Guard, check_allowed_hosts
 from ._routes import make_app
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from types import TracebackType
 
     from prometheus_client.registry import CollectorRegistry
@@ -56,9 +58,10 @@ class ControlServer:
     """A herd's HTTP control plane, listening in the background (made by
     :meth:`HerdExecutor.serve`).
 
-    It answers ``GET``/``PATCH /herd`` and ``GET /metrics`` (see docs/server.md) until
-    :meth:`close`, which the executor's ``shutdown()`` calls too. It holds the executor:
-    a herd that serves stays alive until the server is closed or the herd shut down.
+    It answers ``GET``/``PATCH /herd``, ``GET /metrics`` and the operator's page at
+    ``GET /`` (see docs/server.md) until :meth:`close`, which the executor's
+    ``shutdown()`` calls too. It holds the executor: a herd that serves stays alive until
+    the server is closed or the herd shut down.
 
     Use it as a context manager to close it on the way out.
     """
@@ -71,12 +74,14 @@ class ControlServer:
         registry: CollectorRegistry | None,
         token: str | None,
         protect_reads: bool,
+        allowed_hosts: Iterable[str],
     ) -> None:
         host, port = _parse_addr(addr)
+        allowed = check_allowed_hosts(allowed_hosts)
         app = make_app(executor, registry=registry, token=token, protect_reads=protect_reads)
         self._logger = executor.logger
         self._listener = _Listener(host, port, self._logger)
-        self._listener.set_app(app)
+        self._listener.set_app(Guard(app, self.host, allowed, self._logger))
         self._lock = threading.Lock()
         self._connections: dict[socket.socket, threading.Thread] = {}
         self._closing = threading.Event()
