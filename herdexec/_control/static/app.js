@@ -66,6 +66,9 @@ async function poll() {
   if (answer.status !== 200) {
     return lost(answer.body.msg || `the server answered ${answer.status}`);
   }
+  if (typeof answer.body.num !== "number" || !Array.isArray(answer.body.duration_counts)) {
+    return lost("what answers here is not a herd's control server");
+  }
   failures = 0;
   connection("live", "Live");
   draw(answer.body);
@@ -81,6 +84,7 @@ function lost(why) {
 
 function connection(state, text) {
   const element = $("connection");
+  if (element.textContent === text) return; // a live region: say nothing twice
   element.dataset.state = state;
   element.textContent = text;
   document.body.classList.toggle("stale", state !== "live");
