@@ -223,14 +223,14 @@ def test_patch_chunked_body_gets_411(server: ControlServer, herd: HerdExecutor) 
 
 
 def test_patch_content_length_not_a_number(server: ControlServer, herd: HerdExecutor) -> None:
-    request = b"PATCH /herd HTTP/1.1\r\nHost: x\r\nContent-Length: ten\r\n\r\n"
+    request = b"PATCH /herd HTTP/1.1\r\nHost: localhost\r\nContent-Length: ten\r\n\r\n"
     status, answer = raw(server, request)
     assert (status, answer["num"]) == (400, 2)
     assert "Content-Length" in answer["msg"]
 
 
 def test_patch_body_shorter_than_its_length(server: ControlServer, herd: HerdExecutor) -> None:
-    request = b'PATCH /herd HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"num": 3}'
+    request = b'PATCH /herd HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n{"num": 3}'
     status, answer = raw(server, request, half_close=True)
     assert (status, answer["num"]) == (400, 2)
     assert "ended before" in answer["msg"]
@@ -549,7 +549,7 @@ def test_close_with_stuck_clients_returns_and_leaves_no_thread(
     body_due = socket.create_connection((server.host, server.port))
     clients = [silent, halfway, body_due]
     try:
-        halfway.sendall(b"GET /herd HTTP/1.1\r\nHost: x\r\n")
+        halfway.sendall(b"GET /herd HTTP/1.1\r\nHost: localhost\r\n")
         body_due.sendall(b"PATCH /herd HTTP/1.1\r\nContent-Length: 10\r\n\r\n{")
         # Answered, so the connections before it were accepted: their handlers wait.
         assert call_json(server, "GET", "/herd")[0] == 200
