@@ -183,7 +183,7 @@ class _Routes:
 
 
 def _get_asset() -> Any:
-    """The page, its script or its stylesheet; the same for every client, so no token."""
+    """One of the page's files: the same for every client, so no token."""
     name, content_type = ASSETS[bottle.request.path]
     # Revalidated each time: after an upgrade, the page and its script change together.
     headers = {"Content-Type": content_type, "Cache-Control": "no-cache"}
