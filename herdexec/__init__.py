@@ -7,6 +7,7 @@ status, retries and a result. It ports the Go library gofherd.
 
 from __future__ import annotations
 
+import importlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -22,32 +23,48 @@ from ._work import Work as Work
 
 if TYPE_CHECKING:
     from ._control._server import ControlServer as ControlServer
+    from ._runners._dask import DaskRunner as DaskRunner
+    from ._runners._process import ProcessRunner as ProcessRunner
+    from ._runners._process import WorkerDied as WorkerDied
 
 __all__ = [
     "BrokenHerd",
     "ControlServer",
+    "DaskRunner",
     "ExponentialBackoff",
     "HerdExecutor",
     "HerdFuture",
     "HerdStats",
+    "ProcessRunner",
     "Retry",
     "Status",
     "Work",
     "WorkFailed",
+    "WorkerDied",
 ]
 
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str) -> Any:
-    """Load the control plane (bottle, wsgiref) only when its class is asked for (PEP 562)."""
-    if name == "ControlServer":
-        from ._control._server import ControlServer  # noqa: PLC0415  (bottle when asked for)
+# Loaded when first asked for (PEP 562): the control plane brings bottle and wsgiref,
+# the runners multiprocessing (Dask itself waits until a DaskRunner is made).
+_LAZY = {
+    "ControlServer": "._control._server",
+    "DaskRunner": "._runners._dask",
+    "ProcessRunner": "._runners._process",
+    "WorkerDied": "._runners._process",
+}
 
-        ControlServer.__module__ = "herdexec"
-        globals()[name] = ControlServer
-        return ControlServer
-    raise AttributeError(f"module 'herdexec' has no attribute {name!r}")
+
+def __getattr__(name: str) -> Any:
+    """Load a part only when one of its public names is asked for."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'herdexec' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    value.__module__ = "herdexec"
+    globals()[name] = value
+    return value
 
 
 # Reprs and tracebacks say herdexec.HerdExecutor, not herdexec._executor.HerdExecutor.

@@ -5,13 +5,18 @@ The hierarchy, beside the standard library's own::
     Exception
     ├── RuntimeError
     │   └── concurrent.futures.BrokenExecutor
-    │       └── concurrent.futures.thread.BrokenThreadPool
-    │           └── BrokenHerd        a gopher's initializer raised
+    │       ├── concurrent.futures.thread.BrokenThreadPool
+    │       │   └── BrokenHerd        a gopher's initializer raised
+    │       └── concurrent.futures.process.BrokenProcessPool
+    │           └── WorkerDied        a worker process died under one work
     ├── WorkFailed                    process() said FAILURE and raised nothing
     └── Retry                         raised by a task to ask for another attempt
 
 ``BrokenHerd`` subclasses ``BrokenThreadPool`` so that code written for
-``ThreadPoolExecutor`` keeps catching it unchanged.
+``ThreadPoolExecutor`` keeps catching it unchanged; ``WorkerDied`` subclasses
+``BrokenProcessPool`` for the same reason, though only its one work fails, not the herd.
+It lives with the process runner (``_runners/_process.py``), since its base class loads
+multiprocessing, which ``import herdexec`` does not.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
 
     from ._control._server import ControlServer
+    from ._runners import Bound, Runner
 
 __all__ = ["HerdExecutor"]
 
@@ -89,10 +90,16 @@ class HerdExecutor(Executor):
             reports it nowhere.
         max_herd_size: The largest herd size allowed, so that no one call (or PATCH
             request) can start a runaway number of threads.
+        runner: Where the gophers run their works: ``"thread"`` (the default) on the
+            gopher threads themselves; ``"process"`` or a :class:`ProcessRunner` in a
+            worker process per gopher, which runs ``initializer`` and whose default
+            herd size is the CPU count; a :class:`DaskRunner` on a dask.distributed
+            cluster. The guide's "Where the work runs" tells them apart.
 
     Raises:
-        TypeError: An argument has the wrong type.
-        ValueError: An argument is out of range.
+        TypeError: An argument has the wrong type, or a runner is neither a name nor
+            a runner.
+        ValueError: An argument is out of range, or an unknown runner name.
         OSError: ``addr`` cannot be served (see :meth:`serve`).
     """
 
@@ -120,13 +127,16 @@ class HerdExecutor(Executor):
         addr: str | None = None,
         registry: CollectorRegistry | None = _REGISTRY,
         max_herd_size: int = 10_000,
+        runner: str | Runner = "thread",
     ) -> None:
         if _check_count(max_herd_size, "max_herd_size") < 1:
             raise ValueError(f"max_herd_size must be >= 1, not {max_herd_size}")
-        if max_workers is None:
+        chosen = None if runner == "thread" else _resolve_runner(runner)
+        if max_workers is None and chosen is None:
             cpu_count = getattr(os, "process_cpu_count", os.cpu_count)
             max_workers = min(32, (cpu_count() or 1) + 4, max_herd_size)
-        size = _check_at_most(max_workers, max_herd_size, "max_workers")
+        if max_workers is not None:
+            size = _check_at_most(max_workers, max_herd_size, "max_workers")
         if not isinstance(thread_name_prefix, str):
             raise TypeError("thread_name_prefix must be a str")
         _check_callable(initializer, "initializer")
@@ -160,6 +170,15 @@ class HerdExecutor(Executor):
         self._name = name or self._thread_name_prefix
         self._process = process
         self._ids = itertools.count()
+        # A runner takes the initializer to where the works run.
+        self._runner: Bound | None = None
+        if chosen is not None:
+            self._runner = chosen._bind(
+                name=self._thread_name_prefix, initializer=initializer, initargs=initargs
+            )
+            initializer = None
+            if max_workers is None:
+                size = min(self._runner.default_size(), max_herd_size)
         self._herd = Herd(
             size=size,
             thread_name_prefix=self._thread_name_prefix,
@@ -174,7 +193,10 @@ class HerdExecutor(Executor):
             name=self._name,
             logger=logger or _logger,
             own_logger=logger is not None,
+            runner=self._runner,
         )
+        if self._runner is not None:
+            self._runner.resized(size)
         # Dropped without shutdown(): wind the herd down as ThreadPoolExecutor does.
         weakref.finalize(self, _abandon, self._herd).atexit = False
 
@@ -212,7 +234,10 @@ class HerdExecutor(Executor):
 
     @herd_size.setter
     def herd_size(self, size: int) -> None:
-        self._herd.resize(_check_at_most(size, self._max_herd_size, "herd_size"))
+        size = _check_at_most(size, self._max_herd_size, "herd_size")
+        self._herd.resize(size)
+        if self._runner is not None:
+            self._runner.resized(size)
 
     @property
     def name(self) -> str:
@@ -292,8 +317,9 @@ class HerdExecutor(Executor):
         any bounded backlog), so an endless input takes bounded memory. When map()
         returns, an input no longer than that is already submitted. ``timeout`` counts
         from this call and bounds map's own submits as well as each result; closing
-        the iterator early cancels what has not started. ``chunksize`` is ignored, as
-        it is for threads.
+        the iterator early cancels what has not started. ``chunksize`` is ignored by
+        the thread runner, as by ThreadPoolExecutor; other runners ship ``chunksize``
+        calls as one work, in one round trip.
 
         Raises:
             TypeError: ``buffersize`` is not an int or None.
@@ -304,6 +330,12 @@ class HerdExecutor(Executor):
             raise TypeError("buffersize must be an integer or None")
         if buffersize is not None and buffersize < 1:
             raise ValueError("buffersize must be None or > 0")
+        if chunksize != 1 and self._runner is not None:
+            from ._runners import map_in_chunks  # noqa: PLC0415  (loaded with the runner)
+
+            return map_in_chunks(
+                self.map, fn, iterables, chunksize, timeout=timeout, buffersize=buffersize
+            )
         deadline = None if timeout is None else time.monotonic() + timeout
         if buffersize is None:
             buffersize = 2 * max(1, self._herd.size) + self._herd.bounded_backlog
@@ -367,9 +399,11 @@ class HerdExecutor(Executor):
                 works waiting for a retry.
         """
         self._herd.shutdown(cancel_futures=cancel_futures)
+        if cancel_futures and self._runner is not None:
+            self._runner.cancel_running()
         if wait:
             self._herd.join()
-            self._close_control()
+            self._release()
         else:
             # The control plane stays until the accepted work is done: a paused herd must
             # still be resumable over HTTP, and its metrics still count.
@@ -381,7 +415,13 @@ class HerdExecutor(Executor):
 
     def _close_control_when_done(self) -> None:
         self._herd.join()
+        self._release()
+
+    def _release(self) -> None:
+        """The herd has ended: close what it shared with the world."""
         self._close_control()
+        if self._runner is not None:
+            self._runner.close()
 
     # -- the control plane -----------------------------------------------------------
 
@@ -528,6 +568,13 @@ def _abandon(herd: Herd) -> None:
         herd.shutdown()
     else:
         threading.Thread(target=herd.shutdown, name="herdexec-abandon", daemon=True).start()
+
+
+def _resolve_runner(runner: object) -> Runner | None:
+    """What ``runner=`` names; imports the runners only for a herd that has one."""
+    from ._runners import resolve  # noqa: PLC0415  (multiprocessing, when used)
+
+    return resolve(runner)
 
 
 def _check_count(value: object, what: str) -> int:

@@ -35,7 +35,7 @@ from concurrent import futures
 from contextlib import suppress
 from functools import partial
 from time import perf_counter
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from . import _lifecycle
 from ._exceptions import BrokenHerd, Retry, WorkFailed
@@ -55,6 +55,9 @@ from ._tally import (
     new_tally,
 )
 from ._work import HerdFuture, Status, Work
+
+if TYPE_CHECKING:
+    from ._runners._base import Bound, Seat
 
 __all__ = ["Callbacks", "Herd"]
 
@@ -118,6 +121,7 @@ class Herd:
         name: str,
         logger: logging.Logger,
         own_logger: bool,
+        runner: Bound | None = None,
     ) -> None:
         self._lock = threading.Lock()
         # Notified when a gopher leaves, the size changes or the work runs out.
@@ -134,6 +138,8 @@ class Herd:
         self.name = name
         self.logger = logger
         self._own_logger = own_logger  # the user gave it: report everything there too
+        # Where works run, if not on the gopher threads (see _runners/_base.py).
+        self._runner = runner
 
         self._ready: queue.SimpleQueue[HerdFuture[Any]] = queue.SimpleQueue()
         # One token per gopher idle in ready.get() with no work promised to it.
@@ -408,14 +414,20 @@ class Herd:
         if self._initializer is not None:
             try:
                 self._initializer(*self._initargs)
-            except BaseException:
-                _STDLIB_LOGGER.critical("Exception in initializer:", exc_info=True)
-                if self._own_logger:
-                    self.logger.critical(
-                        "herd %r: exception in initializer:", self.name, exc_info=True
-                    )
-                self._break(tally)
+            except BaseException as exc:
+                self._initializer_failed(exc, tally)
                 return
+        # A runner's seat is taken once per gopher, so the thread herd's path through
+        # a work pays for runners only a test that the seat is None.
+        seat = None if self._runner is None else self._runner.seat(self._initializer_failed)
+        try:
+            self._serve(tally, seat)
+        finally:
+            if seat is not None:
+                seat.close()
+
+    def _serve(self, tally: list[Any], seat: Seat | None) -> None:
+        """The gopher's loop: take work, run it, until it leaves."""
         ready = self._ready
         future: HerdFuture[Any] | None = None
         while future is not _GONE:
@@ -440,7 +452,7 @@ class Herd:
                 if self._alive > self._size and self._hand_back(future, tally):
                     future = _GONE
                 elif future.set_running_or_notify_cancel():
-                    future = self._run(future, tally)
+                    future = self._run(future, tally, seat)
                 else:
                     tally[CANCELLED] += 1
                     future = self._after(future, tally)
@@ -449,7 +461,9 @@ class Herd:
         with self._lock:
             return self._due.popleft() if self._due else None
 
-    def _run(self, future: HerdFuture[Any], tally: list[Any]) -> HerdFuture[Any] | None:
+    def _run(
+        self, future: HerdFuture[Any], tally: list[Any], seat: Seat | None
+    ) -> HerdFuture[Any] | None:
         """Make one attempt at ``future``: settle it or let it wait for a retry, and
         return what _after says.
 
@@ -467,7 +481,10 @@ class Herd:
         try:
             started = perf_counter()
             try:
-                value = future._fn(*future._args, **future._kwargs)  # type: ignore[misc]
+                if seat is None:
+                    value = future._fn(*future._args, **future._kwargs)  # type: ignore[misc]
+                else:
+                    value = seat.call(future)
             except BaseException as exc:
                 exception = exc
                 status = Status.RETRY if isinstance(exc, self._retry_on) else Status.FAILURE
@@ -695,11 +712,21 @@ class Herd:
         self._due.clear()
         return waiting
 
-    def _break(self, tally: list[Any]) -> None:
-        """An initializer raised: fail every waiting work and refuse all later ones."""
+    def _initializer_failed(self, exc: BaseException, tally: list[Any] | None = None) -> None:
+        """An initializer raised, in a gopher (with its ``tally``: it leaves) or in a
+        runner's worker: say so where ThreadPoolExecutor does, and break the herd."""
+        _STDLIB_LOGGER.critical("Exception in initializer:", exc_info=exc)
+        if self._own_logger:
+            self.logger.critical("herd %r: exception in initializer:", self.name, exc_info=exc)
+        self._break(tally)
+
+    def _break(self, tally: list[Any] | None) -> None:
+        """Fail every waiting work and refuse all later ones; a gopher that breaks the
+        herd gives its ``tally`` and leaves."""
         with self._lock:
             self._state = _State.BROKEN
-            self._depart_locked(tally)
+            if tally is not None:
+                self._depart_locked(tally)
             self._refuse_waiting_locked()
             waiting = self._take_waiting_locked()
             self._wake_locked(self._alive)

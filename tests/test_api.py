@@ -15,14 +15,17 @@ def test_exported_names() -> None:
     assert set(herdexec.__all__) == {
         "BrokenHerd",
         "ControlServer",
+        "DaskRunner",
         "ExponentialBackoff",
         "HerdExecutor",
         "HerdFuture",
         "HerdStats",
+        "ProcessRunner",
         "Retry",
         "Status",
         "Work",
         "WorkFailed",
+        "WorkerDied",
     }
 
 
@@ -35,6 +38,7 @@ def test_stdlib_lineage() -> None:
     assert issubclass(herdexec.HerdExecutor, concurrent.futures.Executor)
     assert issubclass(herdexec.HerdFuture, concurrent.futures.Future)
     assert issubclass(herdexec.BrokenHerd, concurrent.futures.thread.BrokenThreadPool)
+    assert issubclass(herdexec.WorkerDied, concurrent.futures.process.BrokenProcessPool)
 
 
 def test_library_logger_is_silent_by_default() -> None:
@@ -50,7 +54,8 @@ def test_import_loads_no_optional_part() -> None:
     # A fresh interpreter: this one has the control plane loaded by other tests.
     code = (
         "import sys, herdexec\n"
-        "heavy = {'prometheus_client', 'bottle', 'wsgiref.simple_server', 'http.server'}\n"
+        "heavy = {'prometheus_client', 'bottle', 'wsgiref.simple_server', 'http.server',"
+        " 'multiprocessing', 'dask', 'distributed'}\n"
         "print(sorted(heavy & set(sys.modules)))\n"
         "herdexec.HerdExecutor(1, registry=None).shutdown()\n"
         "print(sorted(heavy & set(sys.modules)))\n"
@@ -76,3 +81,19 @@ def test_control_server_loads_on_first_use() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.split("\n")
     assert out[:2] == ["herdexec True", "prometheus_client.REGISTRY"]
+
+
+def test_dask_runner_without_the_extra_names_it() -> None:
+    # A fresh interpreter in which dask and distributed cannot be imported.
+    code = (
+        "import sys\n"
+        "sys.modules['distributed'] = None\n"
+        "sys.modules['dask'] = None\n"
+        "import herdexec\n"
+        "try:\n"
+        "    herdexec.DaskRunner('tcp://127.0.0.1:8786')\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout == "DaskRunner needs dask.distributed: pip install 'herdexec[dask]'\n"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from concurrent import futures
 from concurrent.futures import Executor, Future
 
-from herdexec import HerdExecutor, HerdFuture, HerdStats, Status, Work
+from herdexec import HerdExecutor, HerdFuture, HerdStats, ProcessRunner, Status, Work
 
 
 def square(n: int) -> int:
@@ -34,4 +34,7 @@ def use(herd: HerdExecutor) -> tuple[list[int], HerdStats]:
 
 
 with HerdExecutor(2, process=process) as herd:
+    use(herd)
+
+with HerdExecutor(2, runner=ProcessRunner(timeout=5.0, max_tasks_per_child=100)) as herd:
     use(herd)

@@ -1,0 +1,200 @@
+"""Dask gophers: each gopher hands its work to a dask.distributed cluster and waits.
+
+The herd size is then the number of works in flight on the cluster, and everything
+else stays the herd's: the backlog, blocking submit, statuses, retries (Dask's own are
+off for these tasks, so that one count governs), callbacks and statistics. A gopher's
+thread spends its work waiting on a Dask future, so a large herd costs threads, not
+cores.
+
+Nothing here imports Dask until a DaskRunner is made: it is an optional extra.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent import futures
+from typing import TYPE_CHECKING, Any
+
+from .._work import HerdFuture
+from . import _worker
+from ._base import Bound, Runner, Seat
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+__all__ = ["DaskRunner"]
+
+_EXTRA = "DaskRunner needs dask.distributed: pip install 'herdexec[dask]'"
+
+
+class DaskRunner(Runner):
+    """Run each gopher's works on a dask.distributed cluster, one in flight per gopher.
+
+    Args:
+        client: A ``distributed.Client`` (yours: the herd never closes it), or a
+            scheduler address such as ``"tcp://10.0.0.5:8786"`` (the herd makes a
+            Client and closes it at shutdown).
+        scale: Make the cluster follow the herd: whenever the herd size is set, the
+            cluster is scaled to ``ceil(herd_size / scale)`` workers, so ``scale`` is
+            how many works one worker takes at once (its thread count, usually).
+            Needs a Client whose cluster can ``scale`` (LocalCluster, dask-jobqueue,
+            dask-kubernetes); ``None`` (the default) leaves the cluster alone.
+        timeout: Seconds one attempt may take on the cluster; a work over it has its
+            Dask task cancelled and fails with ``TimeoutError``.
+
+    Raises:
+        ImportError: dask.distributed is not installed (the ``dask`` extra).
+        TypeError: An argument has the wrong type.
+        ValueError: An argument is out of range, or ``scale`` without a cluster that
+            can scale.
+    """
+
+    __slots__ = ("_client", "_scale", "_timeout")
+
+    def __init__(
+        self,
+        client: Client | str,
+        *,
+        scale: int | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        try:
+            import distributed  # noqa: PLC0415  (an optional extra)
+        except ImportError as exc:
+            raise ImportError(_EXTRA, name=exc.name) from exc
+        if not isinstance(client, (str, distributed.Client)):
+            raise TypeError(
+                "client must be a distributed.Client or a scheduler address,"
+                f" not {type(client).__name__}"
+            )
+        if scale is not None:
+            if isinstance(scale, bool) or not isinstance(scale, int):
+                raise TypeError(f"scale must be an int or None, not {type(scale).__name__}")
+            if scale < 1:
+                raise ValueError(f"scale must be >= 1, not {scale}")
+            if isinstance(client, str) or getattr(client, "cluster", None) is None:
+                raise ValueError(
+                    "scale= needs a Client made from a cluster object that can scale"
+                    " (LocalCluster, dask-jobqueue, dask-kubernetes), not one that"
+                    " connected to a scheduler address"
+                )
+        if timeout is not None:
+            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+                raise TypeError(f"timeout must be a number or None, not {type(timeout).__name__}")
+            if not timeout > 0:
+                raise ValueError(f"timeout must be > 0, not {timeout}")
+            timeout = float(timeout)
+        self._client = client
+        self._scale = scale
+        self._timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"DaskRunner({self._client!r}, scale={self._scale!r}, timeout={self._timeout!r})"
+
+    def _bind(
+        self,
+        *,
+        name: str,
+        initializer: Callable[..., object] | None,
+        initargs: tuple[Any, ...],
+    ) -> Bound:
+        if initializer is not None:
+            raise ValueError(
+                "a DaskRunner runs no initializer: register a Dask WorkerPlugin with the"
+                " client instead, which runs on every worker, later ones too"
+            )
+        import distributed  # noqa: PLC0415
+
+        client = self._client
+        if isinstance(client, str):
+            made: Any = distributed.Client  # untyped
+            return _Cluster(made(client, set_as_default=False), True, self)
+        return _Cluster(client, False, self)
+
+
+class _Cluster:
+    """A DaskRunner bound to one herd: its client, and the Dask futures in flight."""
+
+    def __init__(self, client: Client, own: bool, runner: DaskRunner) -> None:
+        # Dask's API is mostly untyped: it stays Any here, in this one module.
+        self.client: Any = client
+        self.own = own  # made from an address: closed with the herd
+        self.scale = runner._scale
+        self.timeout = runner._timeout
+        self.lock = threading.Lock()
+        self.in_flight: set[Any] = set()  # distributed.Future
+
+    def default_size(self) -> int:
+        return max(1, int(sum(self.client.nthreads().values())))
+
+    def seat(self, broken: Callable[[BaseException], None]) -> Seat:
+        return _DaskSeat(self)
+
+    def resized(self, size: int) -> None:
+        if self.scale is not None:
+            with self.lock:  # one scale() at a time: it edits the cluster's spec
+                self.client.cluster.scale(math.ceil(size / self.scale))
+
+    def cancel_running(self) -> None:
+        with self.lock:
+            running = list(self.in_flight)
+        if running:
+            self.client.cancel(running)
+
+    def close(self) -> None:
+        if self.own:
+            self.client.close()
+
+
+class _DaskSeat:
+    """A gopher's place on the cluster: it needs nothing of its own."""
+
+    def __init__(self, cluster: _Cluster) -> None:
+        self._cluster = cluster
+
+    def call(self, future: HerdFuture[Any]) -> Any:
+        from dask.utils import funcname  # noqa: PLC0415
+
+        cluster = self._cluster
+        fn = future._fn
+        assert fn is not None
+        # The key names the function, as Dask's own do, for its dashboard; pure=False
+        # and a fresh key make every attempt a task of its own.
+        task: Any = cluster.client.submit(
+            _worker.call,
+            fn,
+            future._args,
+            future._kwargs or None,
+            future._process,
+            key=f"{funcname(fn)}-{uuid.uuid4().hex}",
+            pure=False,
+            retries=0,
+        )
+        with cluster.lock:
+            cluster.in_flight.add(task)
+        try:
+            if cluster.timeout is not None:
+                # Waited for apart from result(): a result() that times out leaves Dask's
+                # gather task to log an error, and its TimeoutError may be the work's own.
+                finished = threading.Event()
+                task.add_done_callback(lambda _: finished.set())
+                if not finished.wait(cluster.timeout):
+                    task.cancel()
+                    raise futures.TimeoutError(
+                        f"work {future.work.id!r} ran over its time limit of"
+                        f" {cluster.timeout} seconds; its Dask task was cancelled"
+                    )
+            value = task.result()
+        finally:
+            with cluster.lock:
+                cluster.in_flight.discard(task)
+            task.release()
+        if future._process:
+            value, future.work.result = value
+        return value
+
+    def close(self) -> None:
+        pass
