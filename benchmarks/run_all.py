@@ -1,6 +1,7 @@
 """Every benchmark in one command: a table per section, results.json and the chart.
 
     python -m benchmarks [--quick] [--rounds N] [--sections overhead io ...]
+    python -m benchmarks --sections runners dask         # the runners' figures alone
     python benchmarks/run_all.py ...                      # the same
 
 Each section runs in a fresh interpreter, one after the other, and every figure stands
@@ -18,6 +19,7 @@ while someone else loaded the machine can be told apart.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -35,10 +37,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # also run as a sc
 
 from benchmarks import (
     _common,
+    bench_dask,
     bench_elastic,
     bench_growth,
     bench_io,
     bench_overhead,
+    bench_runners,
     bench_server,
 )
 
@@ -89,6 +93,8 @@ def settings(args: argparse.Namespace) -> dict[str, tuple[str, dict[str, Any]]]:
                 "memory_rounds": args.memory_rounds or (1 if quick else 3),
             },
         ),
+        "runners": ("bench_runners:measure", bench_runners.QUICK if quick else {}),
+        "dask": ("bench_dask:measure", bench_dask.QUICK if quick else {}),
     }
 
 
@@ -98,6 +104,8 @@ TABLES: dict[str, Callable[[dict[str, Any]], str]] = {
     "elastic": bench_elastic.table,
     "server": bench_server.table,
     "growth": bench_growth.table,
+    "runners": bench_runners.table,
+    "dask": bench_dask.table,
 }
 
 
@@ -145,6 +153,9 @@ def targets(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, bool]]:
     for r in results.get("server", {}).get("rows", []):
         if r["ok"] is not None:
             found.append(("server", f"{r['figure']}: p99 {r['herd_p99_ms']:.1f} ms", r["ok"]))
+    for section, module in (("runners", bench_runners), ("dask", bench_dask)):
+        if section in results:
+            found += [(section, what, ok) for what, ok in module.ok(results[section])]
     growth = results.get("growth")
     if growth:
         for g in growth["overhead"]["growth"]:
@@ -251,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     tables = {}
     for name, (target, kwargs) in settings(args).items():
         if name not in args.sections:
+            continue
+        if name == "dask" and importlib.util.find_spec("distributed") is None:
+            print("## dask\n\nskipped: needs the dask extra (pip install '.[bench,dask]')\n")
             continue
         _common.progress(f"{name}: running {target} in a fresh interpreter")
         results[name] = run_section(target, kwargs)

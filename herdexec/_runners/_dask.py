@@ -16,6 +16,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent import futures
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from .._work import HerdFuture
@@ -111,21 +112,47 @@ class DaskRunner(Runner):
         client = self._client
         if isinstance(client, str):
             made: Any = distributed.Client  # untyped
-            return _Cluster(made(client, set_as_default=False), True, self)
-        return _Cluster(client, False, self)
+            return _Cluster(made(client, set_as_default=False), True, self, name)
+        return _Cluster(client, False, self, name)
+
+
+class _Job:
+    """One attempt in flight: what the gopher waits for, and its outcome."""
+
+    __slots__ = ("done", "outcome")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.outcome: tuple[bool, Any] = (False, None)  # (raised, value or exception)
 
 
 class _Cluster:
-    """A DaskRunner bound to one herd: its client, and the Dask futures in flight."""
+    """A DaskRunner bound to one herd: its client, and the attempts in flight.
 
-    def __init__(self, client: Client, own: bool, runner: DaskRunner) -> None:
+    Gophers submit their own tasks (``client.submit`` does not wait) and then wait on a
+    plain event. One thread, the herd's ``_dask`` thread, waits for whichever tasks
+    finish and fetches their results a batch at a time, as ``client.gather`` does for a
+    ``client.map``: a gopher that called ``result()`` itself would cost a round trip
+    to the event loop and one to the worker per task, and a large herd's threads would
+    contend with the loop (and a LocalCluster's scheduler) for the GIL.
+    """
+
+    def __init__(self, client: Client, own: bool, runner: DaskRunner, name: str) -> None:
+        import distributed  # noqa: PLC0415
+
         # Dask's API is mostly untyped: it stays Any here, in this one module.
         self.client: Any = client
         self.own = own  # made from an address: closed with the herd
         self.scale = runner._scale
         self.timeout = runner._timeout
+        self.name = name
         self.lock = threading.Lock()
-        self.in_flight: set[Any] = set()  # distributed.Future
+        self.changed = threading.Condition(self.lock)  # a job came, or closing
+        self.jobs: dict[Any, _Job] = {}  # distributed.Future -> _Job
+        as_completed: Any = distributed.as_completed  # untyped
+        self.finished: Any = as_completed(loop=self.client.loop, raise_errors=False)
+        self.thread: threading.Thread | None = None
+        self.closing = False
 
     def default_size(self) -> int:
         return max(1, int(sum(self.client.nthreads().values())))
@@ -140,13 +167,69 @@ class _Cluster:
 
     def cancel_running(self) -> None:
         with self.lock:
-            running = list(self.in_flight)
+            running = list(self.jobs)
         if running:
             self.client.cancel(running)
 
     def close(self) -> None:
+        with self.lock:
+            self.closing = True
+            self.changed.notify_all()
+            thread = self.thread
+        if thread is not None:
+            thread.join()
         if self.own:
             self.client.close()
+
+    def add(self, task: Any) -> _Job:
+        """Track a submitted task; its job settles when the task ends."""
+        job = _Job()
+        with self.lock:
+            self.jobs[task] = job
+            self.finished.add(task)
+            self.changed.notify()
+            if self.thread is None:
+                self.thread = threading.Thread(
+                    name=f"{self.name}_dask", target=self._settle_loop, daemon=True
+                )
+                self.thread.start()
+        return job
+
+    def _settle_loop(self) -> None:
+        while True:
+            with self.lock:
+                while not self.jobs and not self.closing:
+                    self.changed.wait()
+                if not self.jobs:
+                    return
+            try:
+                batch = self.finished.next_batch(block=True)
+            except StopIteration:
+                continue  # the job came first, its task a moment later
+            self._settle(batch)
+
+    def _settle(self, tasks: list[Any]) -> None:
+        """Fetch the results of finished tasks in one gather, and wake their gophers."""
+        outcomes: dict[Any, tuple[bool, Any]] = {}
+        finished = [task for task in tasks if task.status == "finished"]
+        with suppress(Exception):  # one was lost meanwhile: then each is asked below
+            values = self.client.gather(finished) if finished else []
+            outcomes.update(
+                (task, (False, value)) for task, value in zip(finished, values, strict=True)
+            )
+        for task in tasks:
+            if task in outcomes:
+                continue
+            try:
+                outcomes[task] = (False, task.result())
+            except BaseException as exc:
+                outcomes[task] = (True, exc)
+        with self.lock:
+            jobs = [(self.jobs.pop(task, None), outcome) for task, outcome in outcomes.items()]
+        for job, outcome in jobs:
+            if job is not None:  # else its gopher gave up on it (a time limit)
+                job.outcome = outcome
+                job.done.set()
 
 
 class _DaskSeat:
@@ -173,25 +256,19 @@ class _DaskSeat:
             pure=False,
             retries=0,
         )
-        with cluster.lock:
-            cluster.in_flight.add(task)
-        try:
-            if cluster.timeout is not None:
-                # Waited for apart from result(): a result() that times out leaves Dask's
-                # gather task to log an error, and its TimeoutError may be the work's own.
-                finished = threading.Event()
-                task.add_done_callback(lambda _: finished.set())
-                if not finished.wait(cluster.timeout):
-                    task.cancel()
-                    raise futures.TimeoutError(
-                        f"work {future.work.id!r} ran over its time limit of"
-                        f" {cluster.timeout} seconds; its Dask task was cancelled"
-                    )
-            value = task.result()
-        finally:
+        job = cluster.add(task)
+        if not job.done.wait(cluster.timeout):
             with cluster.lock:
-                cluster.in_flight.discard(task)
-            task.release()
+                cluster.jobs.pop(task, None)
+            task.cancel()
+            raise futures.TimeoutError(
+                f"work {future.work.id!r} ran over its time limit of {cluster.timeout}"
+                " seconds; its Dask task was cancelled"
+            )
+        task.release()
+        raised, value = job.outcome
+        if raised:
+            raise value
         if future._process:
             value, future.work.result = value
         return value
