@@ -502,3 +502,14 @@ def test_invariants_under_resizes_deaths_and_retries(tmp_path: Path) -> None:
         limit = limits[bisect.bisect_right(times, start) - 1][1]
         busy = sum(s <= start < e for _, s, e in spans)
         assert busy <= limit, (start, busy, limit)
+
+
+def test_an_executor_dropped_without_shutdown_leaves_no_process() -> None:
+    herd = HerdExecutor(2, runner="process", registry=None)
+    pids = set(herd.map(rw.sleep, [0.1] * 4))
+    threads = herd._threads
+    del herd  # collected: its finalizer winds the herd down, as ThreadPoolExecutor's does
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not multiprocessing.active_children()
+    assert not any(alive(pid) for pid in pids)
