@@ -131,7 +131,7 @@ class HerdExecutor(Executor):
     ) -> None:
         if _check_count(max_herd_size, "max_herd_size") < 1:
             raise ValueError(f"max_herd_size must be >= 1, not {max_herd_size}")
-        chosen = None if runner == "thread" else _resolve_runner(runner)
+        chosen = None if isinstance(runner, str) and runner == "thread" else _resolve_runner(runner)
         if max_workers is None and chosen is None:
             cpu_count = getattr(os, "process_cpu_count", os.cpu_count)
             max_workers = min(32, (cpu_count() or 1) + 4, max_herd_size)
