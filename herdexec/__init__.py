@@ -11,6 +11,9 @@ import importlib
 import logging
 from typing import TYPE_CHECKING, Any
 
+from ._adapt import AIMD as AIMD
+from ._adapt import Gradient as Gradient
+from ._adapt import LimitEstimate as LimitEstimate
 from ._backoff import ExponentialBackoff as ExponentialBackoff
 from ._exceptions import BrokenHerd as BrokenHerd
 from ._exceptions import Retry as Retry
@@ -28,13 +31,16 @@ if TYPE_CHECKING:
     from ._runners._process import WorkerDied as WorkerDied
 
 __all__ = [
+    "AIMD",
     "BrokenHerd",
     "ControlServer",
     "DaskRunner",
     "ExponentialBackoff",
+    "Gradient",
     "HerdExecutor",
     "HerdFuture",
     "HerdStats",
+    "LimitEstimate",
     "ProcessRunner",
     "Retry",
     "Status",

@@ -17,8 +17,11 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
 from concurrent.futures import Executor
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, cast
 
+from . import _adapter
+from ._adapt import Algorithm
 from ._herd import Herd
 from ._stats import HerdStats
 from ._work import HerdFuture, Status, Work
@@ -95,6 +98,15 @@ class HerdExecutor(Executor):
             worker process per gopher, which runs ``initializer`` and whose default
             herd size is the CPU count; a :class:`DaskRunner` on a dask.distributed
             cluster. The guide's "Where the work runs" tells them apart.
+        adapt: Let the herd find its own size from its attempts' durations and drops:
+            ``True`` for the default algorithm, :class:`Gradient`, or a
+            :class:`Gradient` or :class:`AIMD` with its parameters; ``None`` to size
+            it by hand alone. The herd starts at ``max_workers``, which must lie
+            within the algorithm's bounds. Setting :attr:`herd_size` pauses it; see
+            :attr:`adapting`.
+        overload_on: Exception types that say the backend is overloaded (an HTTP 429
+            or 503, say). With them, an attempt that raises one is what an adaptive
+            herd counts as a drop; without them, every retried or failed attempt is.
 
     Raises:
         TypeError: An argument has the wrong type, or a runner is neither a name nor
@@ -128,10 +140,13 @@ class HerdExecutor(Executor):
         registry: CollectorRegistry | None = _REGISTRY,
         max_herd_size: int = 10_000,
         runner: str | Runner = "thread",
+        adapt: bool | Algorithm | None = None,
+        overload_on: type[BaseException] | tuple[type[BaseException], ...] = (),
     ) -> None:
         if _check_count(max_herd_size, "max_herd_size") < 1:
             raise ValueError(f"max_herd_size must be >= 1, not {max_herd_size}")
         chosen = None if isinstance(runner, str) and runner == "thread" else _resolve_runner(runner)
+        size_given = max_workers is not None
         if max_workers is None and chosen is None:
             cpu_count = getattr(os, "process_cpu_count", os.cpu_count)
             max_workers = min(32, (cpu_count() or 1) + 4, max_herd_size)
@@ -144,12 +159,11 @@ class HerdExecutor(Executor):
             raise TypeError("initargs must be a tuple")
         _check_callable(process, "process")
         max_retries = _check_count(max_retries, "max_retries")
-        if isinstance(retry_on, type):
-            retry_on = (retry_on,)
-        if not isinstance(retry_on, tuple) or not all(
-            isinstance(kind, type) and issubclass(kind, BaseException) for kind in retry_on
-        ):
-            raise TypeError("retry_on must be an exception type or a tuple of them")
+        retry_on = _exception_types(retry_on, "retry_on")
+        overload_on = _exception_types(overload_on, "overload_on")
+        algorithm = _adapter.configure(
+            adapt, overload_on, size if size_given else None, max_herd_size=max_herd_size
+        )
         _check_callable(backoff, "backoff")
         if backlog is not None:
             backlog = _check_count(backlog, "backlog")
@@ -179,6 +193,8 @@ class HerdExecutor(Executor):
             initializer = None
             if max_workers is None:
                 size = min(self._runner.default_size(), max_herd_size)
+        if not size_given:
+            size = _adapter.default_size(algorithm, size)
         self._herd = Herd(
             size=size,
             thread_name_prefix=self._thread_name_prefix,
@@ -197,6 +213,10 @@ class HerdExecutor(Executor):
         )
         if self._runner is not None:
             self._runner.resized(size)
+        if algorithm is not None:
+            # The adapter holds the herd and the runner, never the executor: see Herd.
+            resize = partial(_resize, self._herd, self._runner)
+            self._herd.adapter = _adapter.Adapter(algorithm, self._herd, overload_on, resize)
         # Dropped without shutdown(): wind the herd down as ThreadPoolExecutor does.
         weakref.finalize(self, _abandon, self._herd).atexit = False
 
@@ -224,7 +244,8 @@ class HerdExecutor(Executor):
         """The number of gophers; 0 pauses the herd.
 
         Growing starts gophers for waiting work at once. Shrinking never interrupts a
-        running work: surplus gophers leave as they finish.
+        running work: surplus gophers leave as they finish. On an adaptive herd, setting
+        it pins the size: the algorithm pauses until :attr:`adapting` is set again.
 
         Raises:
             TypeError: The new size is not an int.
@@ -235,9 +256,40 @@ class HerdExecutor(Executor):
     @herd_size.setter
     def herd_size(self, size: int) -> None:
         size = _check_at_most(size, self._max_herd_size, "herd_size")
-        self._herd.resize(size)
-        if self._runner is not None:
-            self._runner.resized(size)
+        if self._herd.adapter is None:
+            _resize(self._herd, self._runner, size)
+        else:
+            self._herd.adapter.pin(size)
+
+    @property
+    def adapting(self) -> bool:
+        """Whether the herd's ``adapt=`` algorithm sets its size right now.
+
+        Setting :attr:`herd_size` pins the size and makes this False. Set it to True to
+        give control back: the algorithm starts again from the present size (moved
+        within its bounds, so a paused herd runs again), in slow start, keeping what it
+        has learnt of the backend's latency. Set it to False to pause adaptation at
+        the present size. ``PATCH /herd {"adapt": true}`` does the same over HTTP.
+
+        Raises:
+            TypeError: The new value is not a bool.
+            RuntimeError: Set on a herd made without ``adapt=``.
+        """
+        return self._herd.adapter is not None and self._herd.adapter.adapting
+
+    @adapting.setter
+    def adapting(self, adapting: bool) -> None:
+        if not isinstance(adapting, bool):
+            raise TypeError(f"adapting must be a bool, not {type(adapting).__name__}")
+        adapter = self._herd.adapter
+        if adapter is None:
+            raise RuntimeError(
+                f"herd {self._name!r} does not adapt: make it with HerdExecutor(adapt=...)"
+            )
+        if adapting:
+            adapter.resume()
+        else:
+            adapter.pause()
 
     @property
     def name(self) -> str:
@@ -558,6 +610,13 @@ def _result_or_cancel(future: HerdFuture[T], timeout: float | None) -> T:
         del future
 
 
+def _resize(herd: Herd, runner: Bound | None, size: int) -> None:
+    """Resize the herd, and tell its runner (a Dask cluster scales with it)."""
+    herd.resize(size)
+    if runner is not None:
+        runner.resized(size)
+
+
 def _abandon(herd: Herd) -> None:
     """Wind down the herd of an executor that was collected without shutdown().
 
@@ -590,6 +649,17 @@ def _check_at_most(value: object, cap: int, what: str) -> int:
     if count > cap:
         raise ValueError(f"{what} must be <= max_herd_size ({cap}), not {count}")
     return count
+
+
+def _exception_types(value: object, what: str) -> tuple[type[BaseException], ...]:
+    """An exception type, or a tuple of them, as a tuple."""
+    if isinstance(value, type):
+        value = (value,)
+    if not isinstance(value, tuple) or not all(
+        isinstance(kind, type) and issubclass(kind, BaseException) for kind in value
+    ):
+        raise TypeError(f"{what} must be an exception type or a tuple of them")
+    return value
 
 
 def _check_registry(registry: object) -> CollectorRegistry:

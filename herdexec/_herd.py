@@ -57,6 +57,7 @@ from ._tally import (
 from ._work import HerdFuture, Status, Work
 
 if TYPE_CHECKING:
+    from ._adapter import Adapter
     from ._runners._base import Bound, Seat
 
 __all__ = ["Callbacks", "Herd"]
@@ -179,6 +180,9 @@ class Herd:
         self._tallies: dict[int, list[Any]] = {}
         self._retired = new_tally()  # departed gophers' tallies, and the rare paths'
 
+        # Learns the herd's size from its attempts, if it adapts (herdexec._adapter).
+        self.adapter: Adapter | None = None
+
         _lifecycle.register(self)
 
     # -- reading ---------------------------------------------------------------------
@@ -208,6 +212,10 @@ class Herd:
             return True
         return False
 
+    def idle_gophers(self) -> int:
+        """About how many gophers wait for work now, read without the lock."""
+        return self._idle.qsize()
+
     def threads(self) -> frozenset[threading.Thread]:
         with self._lock:
             return frozenset(self._threads)
@@ -218,6 +226,7 @@ class Herd:
             busy = tally[RUNNING]
             idle = max(0, self._alive - busy)
             queued = self._ready.qsize() - self._marks
+            adapter = self.adapter
             return HerdStats(
                 herd_size=self._size,
                 busy=busy,
@@ -233,6 +242,9 @@ class Herd:
                 duration_buckets=DURATION_BUCKETS,
                 duration_counts=tuple(tally[BUCKET0:]),
                 duration_sum=tally[SECONDS],
+                adapt=None if adapter is None else adapter.algorithm,
+                adapting=adapter is not None and adapter.adapting,
+                adapt_limit=None if adapter is None else adapter.estimate.limit,
             )
 
     def _tally_locked(self) -> list[Any]:
@@ -502,6 +514,8 @@ class Herd:
             seconds = perf_counter() - started
             tally[SECONDS] += seconds
             tally[BUCKET0 + bisect_left(DURATION_BUCKETS, seconds)] += 1
+            if self.adapter is not None:
+                self.adapter.observe(started, seconds, status is not Status.SUCCESS, exception)
             if status is Status.RETRY:
                 if work.retries < self._max_retries:
                     delay = self._retry_delay(work.retries + 1)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._adapt import Algorithm
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +31,12 @@ class HerdStats:
         duration_buckets: Upper bounds, in seconds, of the attempt-duration histogram.
         duration_counts: How many attempts fell in each bucket (not cumulative).
         duration_sum: The seconds all attempts took together.
+        adapt: The algorithm that sizes the herd (``HerdExecutor(adapt=...)``), with
+            its bounds; ``None`` for a herd sized by hand alone.
+        adapting: Whether the algorithm sets the size now; False once an operator has
+            set ``herd_size``, until ``adapting = True`` gives it back.
+        adapt_limit: The algorithm's current concurrency limit, of which ``herd_size``
+            is the rounding while it adapts; ``None`` without ``adapt``.
 
     Once a herd is shut down, ``submitted == succeeded + failed + cancelled``.
     """
@@ -45,6 +55,9 @@ class HerdStats:
     duration_buckets: tuple[float, ...]
     duration_counts: tuple[int, ...]
     duration_sum: float
+    adapt: Algorithm | None = None
+    adapting: bool = False
+    adapt_limit: float | None = None
 
     @property
     def outstanding(self) -> int:
