@@ -45,8 +45,9 @@ class LimitEstimate:
             sign of overload.
         baseline: :class:`Gradient`'s long-term no-load attempt duration, in seconds;
             ``None`` before the first window with a duration, and always for AIMD.
-        backed_off_from: While the latency keeps the limit falling, the limit and the
-            short-term duration when it began to fall; else ``None``.
+        backed_off_from: While the latency keeps the limit falling: the short-term
+            duration at its worst since the fall began (or since the limit last
+            halved), and the limit then; else ``None``.
     """
 
     limit: float
@@ -105,19 +106,21 @@ class Gradient(_Algorithm):
     """The latency-aware algorithm (the default): it keeps the short-term attempt
     duration within ``tolerance`` of the long-term no-load one.
 
-    After slow start, each window compares the median duration of its attempts (the
-    short term) with the baseline, the lowest such median seen, which stands for the
-    backend without load::
+    Each window compares the median duration of its attempts (the short term) with
+    the baseline, the lowest such median so far (the long term: the backend without
+    load)::
 
-        gradient = clamp(tolerance * baseline / short, 0.5, 1.0)
-        target   = limit * gradient             if gradient < 1
-                   limit + sqrt(limit)          if gradient == 1 and the herd is busy
-        limit   += smoothing * (target - limit)
+        gradient = clamp(tolerance * baseline / short, 0.5, 1)
+        gradient == 1:  limit += smoothing * sqrt(limit)         (if the herd is busy)
+        gradient <  1:  limit -= smoothing * (1 - gradient) * limit
 
-    so the limit grows by a queue allowance while the latency stays within tolerance
-    and shrinks in proportion once it does not. A window with a drop also cuts the limit
-    to at most ``limit * backoff_ratio``. A latency that does not fall (by a quarter)
-    while the limit halves was not caused by the herd: the baseline moves up to it.
+    so the limit grows by a queue allowance while the latency stays within tolerance,
+    and shrinks in proportion once it does not. Slow start doubles the limit instead,
+    until the first window with ``gradient < 1`` or a drop; it ends at ``limit *
+    gradient``, where the latency would be back within tolerance if it grew with the
+    limit. A window with a drop cuts the limit to at most ``limit * backoff_ratio``.
+    And a latency that falls by less than a quarter while the limit halves is not the
+    herd's doing: the backend is slower for everyone, and the baseline moves up to it.
 
     Args:
         min_size: The smallest herd size the algorithm sets (at least 1, so that a
@@ -174,8 +177,10 @@ class Gradient(_Algorithm):
             gradient = max(_MIN_GRADIENT, min(1.0, self.tolerance * baseline / short))
         backed_off_from = None
         if gradient < 1 and short is not None:
-            backed_off_from = estimate.backed_off_from or (limit, short)
-            if limit <= backed_off_from[0] / 2:
+            backed_off_from = estimate.backed_off_from
+            if backed_off_from is None or short > backed_off_from[1]:
+                backed_off_from = (limit, short)  # the worst latency of this fall, and where
+            elif limit <= backed_off_from[0] / 2:
                 if short > _STILL_SLOW * backed_off_from[1]:
                     # Half the herd, much the same latency: the backend is slower now.
                     baseline, gradient, backed_off_from = short, 1.0, None
