@@ -54,6 +54,12 @@ _GAUGES = (
     ("herdexec_outstanding_works", "outstanding", "Accepted works that have not ended."),
 )
 _DURATION = ("herdexec_work_duration_seconds", "How long attempts at a work took.")
+# Adaptive herds only (HerdExecutor(adapt=...)); the others have no sample in these.
+_ADAPT_LIMIT = (
+    "herdexec_adapt_limit",
+    "The adaptive algorithm's concurrency limit; herd_size is it rounded while it adapts.",
+)
+_ADAPTING = ("herdexec_adapting", "1 while the algorithm sets the size, 0 while it is pinned.")
 
 # Formats a bucket bound as Prometheus does ("0.005", "+Inf"); untyped upstream.
 _bound: Callable[[float], str] = floatToGoString
@@ -154,6 +160,20 @@ def _families(by_name: dict[str, list[HerdStats]]) -> Iterator[Metric]:
             sum_value=sum(s.duration_sum for s in stats),
         )
     yield histogram
+    limit = GaugeMetricFamily(*_ADAPT_LIMIT, labels=["herd"])
+    adapting = GaugeMetricFamily(*_ADAPTING, labels=["herd", "algorithm"])
+    for name in names:
+        by_algorithm: dict[str, list[HerdStats]] = {}
+        for s in by_name[name]:
+            if s.adapt is not None:
+                by_algorithm.setdefault(s.adapt.name, []).append(s)
+        if by_algorithm:
+            adaptive = [s for group in by_algorithm.values() for s in group]
+            limit.add_metric([name], sum(s.adapt_limit or 0.0 for s in adaptive))
+        for algorithm, group in sorted(by_algorithm.items()):
+            adapting.add_metric([name, algorithm], _total(group, "adapting"))
+    yield limit
+    yield adapting
 
 
 def _total(stats: Sequence[HerdStats], field: str) -> float:

@@ -13,6 +13,7 @@ bottle is untyped: it stays in this module, behind :func:`make_app`.
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import json
 import math
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
 
     from .._executor import HerdExecutor
+    from .._stats import HerdStats
 
 __all__ = ["MAX_BODY", "make_app"]
 
@@ -120,6 +122,7 @@ class _Routes:
                 "duration_buckets": [None if math.isinf(b) else b for b in s.duration_buckets],
                 "duration_counts": list(s.duration_counts),
                 "duration_sum": s.duration_sum,
+                "adapt": _adapt_document(s),
             },
         )
 
@@ -130,22 +133,31 @@ class _Routes:
             return refused
         executor = self._executor
         try:
-            num = _requested_size(bottle.request.environ, executor.max_herd_size)
+            num, adapt = _requested(bottle.request.environ, executor.max_herd_size)
+            adaptive = executor.stats().adapt is not None
+            if adapt is not None and not adaptive:
+                raise _BadRequest(
+                    409, "this herd does not adapt: it was made without adapt= (or --adapt)"
+                )
         except _BadRequest as bad:
             return _reply(bad.status, {"num": executor.herd_size, "msg": bad.msg})
         with self._resizing:
             old = executor.herd_size
-            if num == old:
+            if num == old and adapt is None and not executor.adapting:
                 return _reply(200, {"num": num, "msg": f"Herd size already {num}"})
-            executor.herd_size = num
-        executor.logger.info(
-            "herd %r resized from %d to %d by PATCH /herd from %s",
-            executor.name,
-            old,
-            num,
-            bottle.request.remote_addr,
-        )
-        return _reply(200, {"num": num, "msg": "success"})
+            if num is not None:
+                executor.herd_size = num  # on an adaptive herd, this pins it
+            if adapt is not None:
+                executor.adapting = adapt
+            new = executor.herd_size
+        how = f" by PATCH /herd from {bottle.request.remote_addr}"
+        if new != old:
+            executor.logger.info("herd %r resized from %d to %d%s", executor.name, old, new, how)
+        if adaptive:
+            state = "adapting" if executor.adapting else "pinned"
+            executor.logger.info("herd %r %s at %d%s", executor.name, state, new, how)
+            return _reply(200, {"num": new, "msg": "success", "adapting": executor.adapting})
+        return _reply(200, {"num": new, "msg": "success"})
 
     def get_metrics(self) -> Any:
         refused = self._refuse(read=True)
@@ -190,20 +202,28 @@ def _get_asset() -> Any:
     return bottle.HTTPResponse(read_asset(name), 200, headers=headers)
 
 
-def _requested_size(environ: dict[str, Any], cap: int) -> int:
-    """The ``num`` of a PATCH body, checked.
+def _requested(environ: dict[str, Any], cap: int) -> tuple[int | None, bool | None]:
+    """The ``num`` and ``adapt`` of a PATCH body, checked; either may be absent.
 
     Raises:
-        _BadRequest: The body is too large, incomplete, not JSON, not an object, or its
-            ``num`` is missing, not an integer, negative, or above ``cap``.
+        _BadRequest: The body is too large, incomplete, not JSON, not an object, has
+            neither key, its ``num`` is not an integer, negative, or above ``cap``, or
+            its ``adapt`` is not a boolean.
     """
     document = _parse(_read_body(environ))
     if not isinstance(document, dict):
         raise _BadRequest(
             400, f'the body must be a JSON object like {{"num": 10}}, not {_show(document)}'
         )
+    if "num" not in document and "adapt" not in document:
+        raise _BadRequest(
+            400, 'the body has no "num": send {"num": N} (or {"adapt": true} to an adaptive herd)'
+        )
+    adapt = document.get("adapt")
+    if "adapt" in document and not isinstance(adapt, bool):
+        raise _BadRequest(400, f'"adapt" must be true or false, not {_show(adapt)}')
     if "num" not in document:
-        raise _BadRequest(400, 'the body has no "num": send {"num": N}')
+        return None, adapt
     num = document["num"]
     if isinstance(num, bool) or not isinstance(num, int):
         raise _BadRequest(400, f'"num" must be an integer, not {_show(num)}')
@@ -211,7 +231,19 @@ def _requested_size(environ: dict[str, Any], cap: int) -> int:
         raise _BadRequest(400, "Herd size cannot be negative")  # gofherd's words
     if num > cap:
         raise _BadRequest(400, f"Herd size cannot be above {cap}, the herd's max_herd_size")
-    return num
+    return num, adapt
+
+
+def _adapt_document(stats: HerdStats) -> dict[str, Any] | None:
+    """GET /herd's ``adapt``: the algorithm, its parameters, and where it stands."""
+    if stats.adapt is None:
+        return None
+    return {
+        "algorithm": stats.adapt.name,
+        "adapting": stats.adapting,
+        "limit": stats.adapt_limit,
+        **dataclasses.asdict(stats.adapt),
+    }
 
 
 def _read_body(environ: dict[str, Any]) -> bytes:
