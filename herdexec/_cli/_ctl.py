@@ -31,7 +31,7 @@ UNREACHABLE: Final = 3
 class CtlOptions:
     """``herdexec ctl``'s command line."""
 
-    action: str  # "get", "set" or "metrics"
+    action: str  # "get", "set", "adapt" or "metrics"
     url: str = DEFAULT_URL  # the server's base URL, as normalize_url() gives it
     token: str | None = None
     size: int | None = None  # for "set"
@@ -78,12 +78,18 @@ def ctl(options: CtlOptions, stdout: TextIO = sys.stdout) -> int:
     elif options.action == "get":
         document = json.loads(_request(base, "GET", "/herd", options.token))
         stdout.write(json.dumps(document, indent=2) + "\n")
+    elif options.action == "adapt":
+        body = json.dumps({"adapt": True}).encode()
+        document = json.loads(_request(base, "PATCH", "/herd", options.token, body))
+        stdout.write(f"herd adapting again, from size {document.get('num')}\n")
     else:
         body = json.dumps({"num": options.size}).encode()
         document = json.loads(_request(base, "PATCH", "/herd", options.token, body))
         msg = document.get("msg")
         num = document.get("num")
         stdout.write(f"herd size set to {num}\n" if msg == "success" else f"{msg}\n")
+        if document.get("adapting") is False:
+            stdout.write("adaptation paused; `herdexec ctl adapt` gives control back\n")
     return 0
 
 

@@ -27,6 +27,9 @@ __all__ = ["main"]
 
 #: The largest -j, and the largest size a resize may ask for.
 MAX_JOBS: Final = 10_000
+#: ``--adapt`` without bounds: enough processes for a service that takes them, not so
+#: many that a runaway start forks the machine to a halt.
+DEFAULT_ADAPT: Final = (1, 64)
 USAGE_ERROR: Final = 2
 
 _N = TypeVar("_N", int, float)
@@ -50,6 +53,9 @@ resizing while it runs:
   --serve HOST:PORT        then: open URL in a browser, or
                            herdexec ctl --url URL set N, or
                            curl -X PATCH URL/herd -d '{"num": N}'
+  --adapt MIN:MAX          the herd sizes itself from the jobs' durations and failures;
+                           any resize above pins the size, and
+                           herdexec ctl --url URL adapt gives control back
 
 stopping:
   Ctrl-C (SIGINT)          start no more jobs; running ones finish; jobs waiting
@@ -82,6 +88,7 @@ examples:
   ls *.png | herdexec run -j 4 -- convert {} {}.jpg
   herdexec run -a urls.txt --retries 3 --backoff 1 --timeout 30 -- curl -fsSO {}
   herdexec run -j 0 --serve 127.0.0.1:2112 --joblog jobs.tsv -a work.txt -- ./job.sh
+  herdexec run -j 1 --adapt 1:32 --retries 5 --backoff 1 -a urls.txt -- curl -fsSO {}
 """
 
 _CTL_DESCRIPTION = """\
@@ -92,7 +99,10 @@ HerdExecutor.serve() in a program): read it, resize it, or read its metrics.
 _CTL_EPILOG = f"""\
 actions:
   get          print GET /herd: the herd's size and counters, as JSON
-  set N        resize the herd to N workers (0 pauses it): PATCH /herd
+  set N        resize the herd to N workers (0 pauses it): PATCH /herd; on an
+               adaptive herd (--adapt) this pins the size
+  adapt        give an adaptive herd's size back to its algorithm: PATCH /herd
+               {{"adapt": true}}
   metrics      print GET /metrics, in Prometheus' text format
 
 environment:
@@ -132,6 +142,13 @@ def _run(sub: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         sub.error("--token is for the control server: give --serve HOST:PORT too")
     if args.allow_host and args.serve is None:
         sub.error("--allow-host is for the control server: give --serve HOST:PORT too")
+    jobs = args.jobs if args.jobs is not None else os.cpu_count() or 1
+    if args.adapt is not None:
+        low, high = args.adapt
+        if args.jobs is None:
+            jobs = min(max(jobs, low), high)
+        elif not low <= jobs <= high:
+            sub.error(f"-j {jobs} is where --adapt starts: it must lie within {low}:{high}")
     token = args.token if args.token is not None else os.environ.get("HERDEXEC_TOKEN")
     items = _open_items(sub, args.arg_file)
     joblog = None
@@ -141,7 +158,8 @@ def _run(sub: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     options = RunOptions(
         command=command,
         items=items,
-        jobs=args.jobs,
+        jobs=jobs,
+        adapt=args.adapt,
         retries=args.retries,
         backoff=args.backoff,
         timeout=args.timeout,
@@ -228,10 +246,20 @@ def _run_parser(
         "-j",
         "--jobs",
         type=_bounded(int, 0, MAX_JOBS),
-        default=cpus,
         metavar="N",
         help=f"start with N workers, at most {MAX_JOBS}; 0 starts paused, waiting for a"
-        f" resize (default: the number of CPUs, {cpus})",
+        f" resize (default: the number of CPUs, {cpus}, within --adapt's bounds)",
+    )
+    add(
+        "--adapt",
+        nargs="?",
+        const=DEFAULT_ADAPT,
+        type=_size_bounds,
+        metavar="MIN:MAX",
+        help="let the herd find its own size, between MIN and MAX workers, from how long"
+        " the jobs take and how many fail (herdexec.Gradient): for commands that call a"
+        " service that slows down or refuses when overloaded; it starts at -j"
+        f" (default bounds: {DEFAULT_ADAPT[0]}:{DEFAULT_ADAPT[1]})",
     )
     add(
         "-a",
@@ -341,6 +369,9 @@ def _ctl_parser(
         "size", type=_bounded(int, 0, MAX_JOBS), metavar="N", help="the new size; 0 pauses"
     )
     actions.add_parser("metrics", parents=[common], help="print the Prometheus metrics")
+    actions.add_parser(
+        "adapt", parents=[common], help="give an adaptive herd's size back to its algorithm"
+    )
     ctl_parser.set_defaults(size=None)
     return ctl_parser
 
@@ -357,6 +388,19 @@ def _connection_options(parser: argparse.ArgumentParser, *, defaults: bool) -> N
         default=os.environ.get("HERDEXEC_TOKEN") if defaults else argparse.SUPPRESS,
         help="send 'Authorization: Bearer TOKEN' (default: $HERDEXEC_TOKEN, if set)",
     )
+
+
+def _size_bounds(text: str) -> tuple[int, int]:
+    """``--adapt``'s ``MIN:MAX``; either side may be left out (``:32``, ``2:``)."""
+    low_text, colon, high_text = text.partition(":")
+    if not colon:
+        raise argparse.ArgumentTypeError(f"not MIN:MAX: {text!r}")
+    bound = _bounded(int, 1, MAX_JOBS)
+    low = bound(low_text) if low_text.strip() else DEFAULT_ADAPT[0]
+    high = bound(high_text) if high_text.strip() else max(DEFAULT_ADAPT[1], low)
+    if low > high:
+        raise argparse.ArgumentTypeError(f"MIN must be at most MAX: {text!r}")
+    return low, high
 
 
 def _bounded(

@@ -39,7 +39,7 @@ from functools import partial
 from types import FrameType
 from typing import TYPE_CHECKING, Final
 
-from herdexec import ExponentialBackoff, HerdExecutor, HerdFuture, Retry
+from herdexec import ExponentialBackoff, Gradient, HerdExecutor, HerdFuture, Retry
 
 from ._jobs import KILL_GRACE, Captured, Job, JobOver, JobStatus, Runner, build_argv
 from ._report import Joblog, Reporter, Streams, printable
@@ -79,6 +79,7 @@ class RunOptions:
     command: list[str]
     items: int  # the file descriptor to read the items from
     jobs: int
+    adapt: tuple[int, int] | None = None  # the bounds of an adaptive herd
     retries: int = 0
     backoff: float = 0.0
     timeout: float | None = None
@@ -160,6 +161,9 @@ class _Run:
                 else None
             ),
             logger=logger,
+            adapt=None
+            if options.adapt is None
+            else Gradient(min_size=options.adapt[0], max_size=options.adapt[1]),
         )
         self._progress: Progress | None = None
         # Guards what the feeder, the gophers and the main thread share below.
