@@ -13,13 +13,16 @@ import herdexec
 def test_exported_names() -> None:
     assert herdexec.__all__ == sorted(herdexec.__all__)
     assert set(herdexec.__all__) == {
+        "AIMD",
         "BrokenHerd",
         "ControlServer",
         "DaskRunner",
         "ExponentialBackoff",
+        "Gradient",
         "HerdExecutor",
         "HerdFuture",
         "HerdStats",
+        "LimitEstimate",
         "ProcessRunner",
         "Retry",
         "Status",

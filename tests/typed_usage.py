@@ -6,7 +6,17 @@ from __future__ import annotations
 from concurrent import futures
 from concurrent.futures import Executor, Future
 
-from herdexec import HerdExecutor, HerdFuture, HerdStats, ProcessRunner, Status, Work
+from herdexec import (
+    AIMD,
+    Gradient,
+    HerdExecutor,
+    HerdFuture,
+    HerdStats,
+    LimitEstimate,
+    ProcessRunner,
+    Status,
+    Work,
+)
 
 
 def square(n: int) -> int:
@@ -38,3 +48,12 @@ with HerdExecutor(2, process=process) as herd:
 
 with HerdExecutor(2, runner=ProcessRunner(timeout=5.0, max_tasks_per_child=100)) as herd:
     use(herd)
+
+
+def adapt(limit: LimitEstimate) -> float | None:
+    algorithm: Gradient | AIMD = Gradient(min_size=2, max_size=16, tolerance=1.5)
+    estimate = algorithm.update(limit, [0.1, 0.2], drops=1, busy=True)
+    with HerdExecutor(2, adapt=AIMD(max_size=8), overload_on=TimeoutError) as herd:
+        herd.adapting = not herd.adapting
+        stats = herd.stats()
+        return None if stats.adapt is None else algorithm.size(estimate) + (stats.adapt_limit or 0)
