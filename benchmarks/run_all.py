@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # also run as a sc
 
 from benchmarks import (
     _common,
+    bench_adapt,
     bench_dask,
     bench_elastic,
     bench_growth,
@@ -48,6 +49,7 @@ from benchmarks import (
 
 RESULTS = _common.ROOT / "benchmarks" / "results.json"
 CHART = _common.ROOT / "docs" / "benchmarks.png"
+ADAPT_CHART = _common.ROOT / "docs" / "adaptive.png"
 
 
 def settings(args: argparse.Namespace) -> dict[str, tuple[str, dict[str, Any]]]:
@@ -95,6 +97,7 @@ def settings(args: argparse.Namespace) -> dict[str, tuple[str, dict[str, Any]]]:
         ),
         "runners": ("bench_runners:measure", bench_runners.QUICK if quick else {}),
         "dask": ("bench_dask:measure", bench_dask.QUICK if quick else {}),
+        "adapt": ("bench_adapt:measure", bench_adapt.QUICK if quick else {}),
     }
 
 
@@ -106,6 +109,7 @@ TABLES: dict[str, Callable[[dict[str, Any]], str]] = {
     "growth": bench_growth.table,
     "runners": bench_runners.table,
     "dask": bench_dask.table,
+    "adapt": bench_adapt.table,
 }
 
 
@@ -153,7 +157,8 @@ def targets(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, bool]]:
     for r in results.get("server", {}).get("rows", []):
         if r["ok"] is not None:
             found.append(("server", f"{r['figure']}: p99 {r['herd_p99_ms']:.1f} ms", r["ok"]))
-    for section, module in (("runners", bench_runners), ("dask", bench_dask)):
+    sections = (("runners", bench_runners), ("dask", bench_dask), ("adapt", bench_adapt))
+    for section, module in sections:
         if section in results:
             found += [(section, what, ok) for what, ok in module.ok(results[section])]
     growth = results.get("growth")
@@ -252,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json = args.json or scratch / "results.json"
         args.chart = args.chart or scratch / "benchmarks.png"
     json_path, chart_path = args.json or RESULTS, args.chart or CHART
+    adapt_chart = chart_path.with_name("adaptive.png") if args.chart else ADAPT_CHART
 
     info = _common.machine()
     started = time.time()
@@ -299,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     if "overhead" in results:
         chart(results["overhead"], info, chart_path)
         print(f"Chart: {_shown(chart_path)}")
+    if "adapt" in results:
+        bench_adapt.chart(results["adapt"], info, adapt_chart)
+        print(f"Chart: {_shown(adapt_chart)}")
     print(f"Results: {_shown(json_path)}")
     return 0 if passed == len(found) else 1
 
