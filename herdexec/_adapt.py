@@ -130,7 +130,7 @@ class Gradient(_Algorithm):
             attempts or one per gopher, whichever is more.
         backoff_ratio: What a window with a drop multiplies the limit by, at most.
         tolerance: How much longer than the baseline the short-term duration may be
-            before the limit shrinks: 1.25 lets a work take a quarter longer than it
+            before the limit shrinks: 1.2 lets a work take a fifth longer than it
             does on an idle backend.
         smoothing: How far each window moves the limit towards its target, from 0
             (never) to 1 (all the way); lower is steadier and slower.
@@ -140,7 +140,7 @@ class Gradient(_Algorithm):
         ValueError: A parameter is out of range.
     """
 
-    tolerance: float = 1.25
+    tolerance: float = 1.2
     smoothing: float = 0.2
 
     def __post_init__(self) -> None:

@@ -43,7 +43,9 @@ class Adapter:
         overload_on: tuple[type[BaseException], ...],
         resize: Callable[[int], None],
     ) -> None:
+        assert algorithm.max_size is not None, "configure() sets it"
         self.algorithm = algorithm
+        self.max_size: int = algorithm.max_size  # the largest size the algorithm may set
         self._herd = herd
         self._resize = resize  # herd.resize, and the runner told
         self._overload_on = overload_on
@@ -79,12 +81,9 @@ class Adapter:
         if not self.adapting:
             return
         durations = [s for s in window if s != _DROPPED]
-        herd = self._herd
-        size = herd.size
-        # Most gophers idle: the herd is short of work, and a larger one would idle too.
-        busy = 2 * herd.idle_gophers() <= size
+        # A herd short of work would idle just as much larger: it does not grow.
         self.estimate = self.algorithm.update(
-            self.estimate, durations, len(window) - len(durations), busy=busy
+            self.estimate, durations, len(window) - len(durations), busy=self._herd.busy()
         )
         self._due = self.algorithm.samples(self.estimate)
         self._resize_locked(self.algorithm.size(self.estimate))

@@ -366,7 +366,8 @@ class HerdExecutor(Executor):
         """Like ``ThreadPoolExecutor.map``, but reads its input lazily.
 
         At most ``buffersize`` works are in flight (by default twice the herd size plus
-        any bounded backlog), so an endless input takes bounded memory. When map()
+        any bounded backlog; for an adaptive herd, twice its ``max_size``, so that the
+        herd has the work to grow into), so an endless input takes bounded memory. When map()
         returns, an input no longer than that is already submitted. ``timeout`` counts
         from this call and bounds map's own submits as well as each result; closing
         the iterator early cancels what has not started. ``chunksize`` is ignored by
@@ -390,7 +391,9 @@ class HerdExecutor(Executor):
             )
         deadline = None if timeout is None else time.monotonic() + timeout
         if buffersize is None:
-            buffersize = 2 * max(1, self._herd.size) + self._herd.bounded_backlog
+            adapter = self._herd.adapter
+            size = self._herd.size if adapter is None else adapter.max_size
+            buffersize = 2 * max(1, size) + self._herd.bounded_backlog
         inputs = zip(*iterables, strict=False)
         in_flight: deque[HerdFuture[T]] = deque()
         late: Exception | None = None

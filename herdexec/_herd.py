@@ -212,9 +212,15 @@ class Herd:
             return True
         return False
 
-    def idle_gophers(self) -> int:
-        """About how many gophers wait for work now, read without the lock."""
-        return self._idle.qsize()
+    def busy(self) -> bool:
+        """Whether the herd has work for most of its gophers: half of them or more run a
+        work, or more works wait than the gophers not running one could take, or a caller
+        waits in submit. (Idle tokens cannot tell: a work just queued holds one that its
+        gopher has not woken up to yet.)"""
+        with self._lock:
+            running = sum(tally[RUNNING] for tally in self._tallies.values())
+            queued = self._ready.qsize() - self._marks
+            return 2 * running >= self._size or queued > self._alive - running or self._waiting > 0
 
     def threads(self) -> frozenset[threading.Thread]:
         with self._lock:

@@ -49,7 +49,7 @@ def test_get_herd_shows_the_algorithm_and_where_it_stands(server: ControlServer)
         "max_size": 40,
         "window": 10,
         "backoff_ratio": 0.9,
-        "tolerance": 1.25,
+        "tolerance": 1.2,
         "smoothing": 0.2,
     }
 
