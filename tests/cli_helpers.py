@@ -27,6 +27,7 @@ def herdexec(
     script: bool = True,
     stdout: int | IO[Any] = subprocess.PIPE,
     preexec_fn: Callable[[], object] | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``herdexec ARGS`` to the end (the venv's script, or ``python -m herdexec``);
     its output as text (stdout empty when it went elsewhere)."""
@@ -41,6 +42,7 @@ def herdexec(
         cwd=cwd,
         check=False,
         preexec_fn=preexec_fn,
+        env=env,
     )
     return subprocess.CompletedProcess(
         result.args,

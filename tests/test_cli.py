@@ -237,6 +237,10 @@ def test_exit_status_is_0_when_all_succeed_1_when_some_fail() -> None:
         ["-a", "/nonexistent/items", "--", "true"],
         ["--joblog", "/nonexistent/dir/log", "--", "true"],
         ["--bogus", "--", "true"],
+        ["--resume", "--", "true"],
+        ["--resume-failed", "--", "true"],
+        ["--resume", "--resume-failed", "--joblog", "/tmp/log", "--", "true"],
+        ["--halt", "now", "--", "true"],
     ],
 )
 def test_bad_usage_exits_2_before_running_anything(args: list[str]) -> None:
@@ -659,6 +663,9 @@ def test_help_documents_every_option() -> None:
         "--progress",
         "--no-progress",
         "--dry-run",
+        "--resume",
+        "--resume-failed",
+        "--halt",
         "-a",
         "--arg-file",
         "COMMAND",

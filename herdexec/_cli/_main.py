@@ -14,14 +14,25 @@ import math
 import os
 import stat
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Final, TypeVar
 
 from herdexec import __version__
 
 from ._ctl import DEFAULT_URL, CtlError, CtlOptions, ctl, normalize_url
+from ._halt import Halt, parse_halt
 from ._report import Joblog, printable
-from ._run import RunOptions, ServeError, dry_run, run
+from ._resume import ResumeError, resume
+from ._run import (
+    IO_FAILURE,
+    RunOptions,
+    ServeError,
+    count_items,
+    dry_run,
+    input_failure,
+    read_items,
+    run,
+)
 
 __all__ = ["main"]
 
@@ -150,16 +161,20 @@ def _run(sub: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         elif not low <= jobs <= high:
             sub.error(f"-j {jobs} is where --adapt starts: it must lie within {low}:{high}")
     token = args.token if args.token is not None else os.environ.get("HERDEXEC_TOKEN")
-    items = _open_items(sub, args.arg_file)
-    joblog = None
-    if args.joblog is not None and not args.dry_run:
-        joblog = _open_joblog(sub, args.joblog)
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
+    try:
+        items, total, skip, joblog = _input_and_joblog(sub, args, progress)
+    except OSError as exc:  # the input, read for the resume's check or the count
+        print(f"herdexec: {input_failure(exc)}", file=sys.stderr)
+        return IO_FAILURE
     options = RunOptions(
         command=command,
         items=items,
         jobs=jobs,
         adapt=args.adapt,
+        total=total,
+        skip=skip,
+        halt=args.halt,
         retries=args.retries,
         backoff=args.backoff,
         timeout=args.timeout,
@@ -176,6 +191,41 @@ def _run(sub: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return run(options)
     except ServeError as exc:
         sub.error(str(exc))
+
+
+def _input_and_joblog(
+    sub: argparse.ArgumentParser, args: argparse.Namespace, progress: bool
+) -> tuple[Iterator[str], int | None, frozenset[int], Joblog | None]:
+    """The items, how many there are to run (when the bar or --halt P% needs it and it
+    can be known), the ones --resume skips, and the joblog, open.
+
+    Raises:
+        OSError: The input could not be read.
+    """
+    resuming = "--resume-failed" if args.resume_failed else "--resume" if args.resume else None
+    if resuming is not None and args.joblog is None:
+        sub.error(f"{resuming} needs --joblog FILE: the joblog of the run to resume")
+    percent = args.halt is not None and args.halt.percent and not args.dry_run
+    fd = _open_items(sub, args.arg_file)
+    total = count_items(fd) if progress or percent else None
+    items = read_items(fd)
+    joblog = None
+    if args.joblog is not None and not args.dry_run:
+        joblog = _open_joblog(sub, args.joblog, append=resuming is not None)
+    skip: frozenset[int] = frozenset()
+    if resuming is not None:
+        earlier = joblog.earlier if joblog is not None else _read_joblog(sub, args.joblog)
+        try:
+            plan = resume(earlier, items, failed=args.resume_failed)
+        except ResumeError as exc:
+            sub.error(f"{resuming}: --joblog {printable(args.joblog)}: {exc}")
+        if joblog is not None:
+            _cut_joblog(sub, joblog, plan.kept)
+        items, skip = plan.items, plan.skip
+    if total is None and percent:  # a pipe: read it all before the first job starts
+        listed = list(items)
+        items, total = iter(listed), len(listed)
+    return items, None if total is None else total - len(skip), skip, joblog
 
 
 def _ctl(sub: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -206,10 +256,28 @@ def _open_items(sub: argparse.ArgumentParser, path: str | None) -> int:
     return fd
 
 
-def _open_joblog(sub: argparse.ArgumentParser, path: str) -> Joblog:
+def _open_joblog(sub: argparse.ArgumentParser, path: str, *, append: bool) -> Joblog:
     try:
-        return Joblog(path)
+        return Joblog(path, append=append)
     except OSError as exc:  # /tmp, say, or /dev/full, where the header cannot be written
+        sub.error(f"--joblog {printable(path)}: {exc.strerror}")
+
+
+def _cut_joblog(sub: argparse.ArgumentParser, joblog: Joblog, kept: int) -> None:
+    try:
+        joblog.cut(kept)
+    except OSError as exc:
+        sub.error(f"--joblog {printable(joblog.path)}: {exc.strerror}")
+
+
+def _read_joblog(sub: argparse.ArgumentParser, path: str) -> bytes:
+    """The joblog a dry run resumes from: it is read, never written."""
+    try:
+        with open(path, "rb") as file:
+            return file.read()
+    except FileNotFoundError:
+        return b""
+    except OSError as exc:
         sub.error(f"--joblog {printable(path)}: {exc.strerror}")
 
 
@@ -314,6 +382,26 @@ def _run_parser(
         metavar="FILE",
         help="write one tab-separated line per item to FILE as it ends (see below)",
     )
+    resumes = run_parser.add_mutually_exclusive_group()
+    resumes.add_argument(
+        "--resume",
+        action="store_true",
+        help="with --joblog FILE: run only the items that FILE does not show as ended,"
+        " and append to it (the input must be the same)",
+    )
+    resumes.add_argument(
+        "--resume-failed",
+        action="store_true",
+        help="as --resume, and run again the items that did not succeed",
+    )
+    add(
+        "--halt",
+        type=_halt,
+        metavar="WHEN,WHY=N",
+        help="stop once N jobs failed (fail=N), succeeded (success=N) or ended (done=N),"
+        " or N%% of the jobs to run: soon, starting no more; now, killing the running ones"
+        " too (as GNU parallel's; default: never)",
+    )
     add(
         "-k",
         "--keep-order",
@@ -401,6 +489,13 @@ def _size_bounds(text: str) -> tuple[int, int]:
     if low > high:
         raise argparse.ArgumentTypeError(f"MIN must be at most MAX: {text!r}")
     return low, high
+
+
+def _halt(text: str) -> Halt | None:
+    try:
+        return parse_halt(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _bounded(

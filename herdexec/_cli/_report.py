@@ -15,9 +15,12 @@ stops on it, and what could not be written is never counted or logged as a succe
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import os
 import shlex
 import shutil
+import stat
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -26,11 +29,19 @@ from typing import IO, BinaryIO, Final, TextIO
 
 from ._jobs import Captured, Job, JobStatus
 
-__all__ = ["JOBLOG_HEADER", "Joblog", "Reporter", "Streams", "joblog_line", "printable"]
+__all__ = [
+    "JOBLOG_HEADER",
+    "TSV_ESCAPES",
+    "Joblog",
+    "Reporter",
+    "Streams",
+    "joblog_line",
+    "printable",
+]
 
 JOBLOG_HEADER: Final = "seq\tstatus\texit\tattempts\tstart\tduration\titem\n"
 # Tabs and backslashes in an item are escaped so that every joblog line has 7 fields.
-_TSV_ESCAPES: Final = str.maketrans({"\\": "\\\\", "\t": "\\t", "\r": "\\r", "\n": "\\n"})
+TSV_ESCAPES: Final = str.maketrans({"\\": "\\\\", "\t": "\\t", "\r": "\\r", "\n": "\\n"})
 # What a terminal would act on rather than show, and the bytes that are not UTF-8 (held
 # as surrogate escapes, U+DC80 to U+DCFF), as the \xNN a reader can make sense of.
 _UNPRINTABLE: Final = {
@@ -116,27 +127,55 @@ class Streams:
 
 
 class Joblog:
-    """The ``--joblog`` file, its header written: one whole line per job, or none.
+    """The ``--joblog`` file: one whole line per job, or none.
 
     Each line is written at once, unbuffered, as its job is reported. A line that can
     only be written in part (the disk fills, the file reaches its size limit) is cut off
-    again, so that every line a reader finds has all its fields.
+    again, so that every line a reader finds has all its fields. A regular file is
+    locked (``flock``) while the run writes it: a second run on the same joblog, which
+    would mix its lines in, or resume from a log still being written, is refused.
 
     Args:
-        path: The file, created or overwritten.
+        path: The file, created if need be.
+        append: Keep what the file holds, in :attr:`earlier`, to resume from: nothing
+            is written until :meth:`cut` says what to keep. Otherwise the file is
+            emptied and the header written.
 
     Raises:
-        OSError: It cannot be opened, or the header cannot be written.
+        OSError: It cannot be opened or locked, or the header cannot be written.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, append: bool = False) -> None:
         self.path = path
-        self._file = open(path, "wb", buffering=0)  # noqa: SIM115  (closed by close())
+        flags = (os.O_RDWR if append else os.O_WRONLY) | os.O_CREAT
+        mode = "r+b" if append else "wb"
+        self._file = open(os.open(path, flags, 0o666), mode, buffering=0)  # noqa: SIM115
         try:
-            self.write(JOBLOG_HEADER)
+            regular = stat.S_ISREG(os.fstat(self._file.fileno()).st_mode)
+            if regular:  # a device (/dev/stdout) is no log to resume, and not ours to lock
+                _lock(self._file.fileno())
+            #: What the file held, when appending to a regular file; else empty.
+            self.earlier = self._file.read() if append and regular else b""
+            if not append:
+                if regular:
+                    self._file.truncate(0)
+                self.write(JOBLOG_HEADER)
         except OSError:
             self._file.close()
             raise
+
+    def cut(self, size: int) -> None:
+        """Append after the first ``size`` bytes of :attr:`earlier` (its whole lines),
+        dropping the rest, a torn last line; with none kept, start with the header.
+
+        Raises:
+            OSError: The file cannot be cut, or the header cannot be written.
+        """
+        if size < len(self.earlier):
+            self._file.truncate(size)
+            self._file.seek(size)
+        if not size:
+            self.write(JOBLOG_HEADER)
 
     def write(self, line: str) -> None:
         """Write ``line`` whole.
@@ -182,12 +221,14 @@ class Reporter:
         self._on_joblog_failed = on_joblog_failed
         self._keep_order = keep_order
         self._lock = threading.Lock()
-        self._held: dict[int, Job] = {}  # --keep-order: ended, waiting for earlier items
+        # --keep-order: ended (None: skipped by --resume), waiting for earlier items
+        self._held: dict[int, Job | None] = {}
         self._next_seq = 1
         self.succeeded = 0
         self.failed = 0  # failure, timeout, killed or output-lost
         self.retried = 0  # jobs that took more than one attempt
         self.not_started = 0
+        self.skipped = 0  # ended in the joblog resumed from
 
     @property
     def done(self) -> int:
@@ -208,10 +249,25 @@ class Reporter:
             if not self._keep_order:
                 self._pass_on(job)
                 return
-            self._held[job.seq] = job
-            while self._next_seq in self._held:
-                self._pass_on(self._held.pop(self._next_seq))
-                self._next_seq += 1
+            self._hold(job.seq, job)
+
+    def skip(self, seq: int) -> None:
+        """The item at ``seq`` ended in the joblog resumed from: count it, and let later
+        items' output by."""
+        with self._lock:
+            self.skipped += 1
+            if self._keep_order:
+                self._hold(seq, None)
+
+    def _hold(self, seq: int, job: Job | None) -> None:
+        """Hold ``job`` (under the lock) until every earlier item is out, then pass on all
+        that may go."""
+        self._held[seq] = job
+        while self._next_seq in self._held:
+            held = self._held.pop(self._next_seq)
+            if held is not None:
+                self._pass_on(held)
+            self._next_seq += 1
 
     def retrying(self, job: Job) -> None:
         """An attempt at ``job`` failed and it will be retried: pass its stderr on now,
@@ -224,15 +280,18 @@ class Reporter:
         """Pass on (and log) whatever is still held, in order, and close the joblog."""
         with self._lock:
             for seq in sorted(self._held):
-                self._pass_on(self._held.pop(seq))
+                held = self._held.pop(seq)
+                if held is not None:
+                    self._pass_on(held)
             if self._joblog is not None:
                 self._joblog.close()
 
     def summary(self) -> str:
-        """succeeded / retried / failed / not started, in one line."""
+        """succeeded / retried / failed / not started (/ skipped), in one line."""
+        skipped = f", {self.skipped} skipped" if self.skipped else ""
         return (
             f"{self.succeeded} succeeded, {self.retried} retried, {self.failed} failed,"
-            f" {self.not_started} not started"
+            f" {self.not_started} not started{skipped}"
         )
 
     def _pass_on(self, job: Job) -> None:
@@ -255,6 +314,13 @@ class Reporter:
                 self._on_joblog_failed(error)
 
 
+def _lock(fd: int) -> None:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise BlockingIOError(errno.EWOULDBLOCK, "in use by another herdexec run") from None
+
+
 def joblog_line(job: Job) -> str:
     """The job's line in the joblog: tab-separated, in the order of JOBLOG_HEADER."""
     start = ""
@@ -268,7 +334,7 @@ def joblog_line(job: Job) -> str:
         str(job.attempts),
         start,
         "" if job.duration is None else f"{job.duration:.3f}",
-        job.item.translate(_TSV_ESCAPES),
+        job.item.translate(TSV_ESCAPES),
     )
     return "\t".join(fields) + "\n"
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import math
 import os
 import select
 import shlex
@@ -41,13 +42,23 @@ from typing import TYPE_CHECKING, Final
 
 from herdexec import ExponentialBackoff, Gradient, HerdExecutor, HerdFuture, Retry
 
+from ._halt import Halt
 from ._jobs import KILL_GRACE, Captured, Job, JobOver, JobStatus, Runner, build_argv
 from ._report import Joblog, Reporter, Streams, printable
 
 if TYPE_CHECKING:
     from ._progress import Progress
 
-__all__ = ["IO_FAILURE", "RunOptions", "ServeError", "dry_run", "read_items", "run"]
+__all__ = [
+    "IO_FAILURE",
+    "RunOptions",
+    "ServeError",
+    "count_items",
+    "dry_run",
+    "input_failure",
+    "read_items",
+    "run",
+]
 
 #: The exit status of a run stopped because its own input or output failed: the input
 #: could not be read, or stdout or the joblog could not be written (a full disk, say).
@@ -62,6 +73,7 @@ _MAX_BACKOFF: Final = 60.0
 # Events on the wakeup pipe besides signal numbers, which are below 65.
 _FINISHED: Final = 255
 _IO_FAILED: Final = 254  # what failed is in _Run._failures
+_HALT_NOW: Final = 253  # a --halt now condition is met: kill the running jobs
 _STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _RESIZE_SIGNALS: Final = {signal.SIGUSR1: +1, signal.SIGUSR2: -1}
 #: Signals that kill the running jobs at once, without waiting for a second one.
@@ -77,9 +89,12 @@ class RunOptions:
     """``herdexec run``'s command line, checked, with its files open."""
 
     command: list[str]
-    items: int  # the file descriptor to read the items from
+    items: Iterator[str]  # read_items() of the input, from its first item
     jobs: int
     adapt: tuple[int, int] | None = None  # the bounds of an adaptive herd
+    total: int | None = None  # how many items there are to run, when known
+    skip: frozenset[int] = frozenset()  # the items (seq) that --resume skips
+    halt: Halt | None = None
     retries: int = 0
     backoff: float = 0.0
     timeout: float | None = None
@@ -116,14 +131,16 @@ def dry_run(options: RunOptions) -> int:
     failures: list[OSError] = []
     streams = Streams(sys.stdout, sys.stderr, failures.append)
     try:
-        for item in read_items(options.items):
+        for seq, item in enumerate(options.items, 1):
+            if seq in options.skip:
+                continue
             line = os.fsencode(shlex.join(build_argv(options.command, item))) + b"\n"
             if not streams.output(Captured(stdout=line), None):
                 code, what = _stdout_failure(failures[0])
                 streams.message(what)
                 return code
     except OSError as exc:
-        streams.message(_input_failure(exc))
+        streams.message(input_failure(exc))
         return IO_FAILURE
     return 0
 
@@ -178,6 +195,10 @@ class _Run:
         # and how many of them the main thread has acted on.
         self._failures: list[tuple[int, str]] = []
         self._failures_seen = 0
+        # --halt: how many of the jobs it counts stop the run; and whether they have.
+        halt = options.halt
+        self._halt_at = halt.threshold(options.total) if halt is not None else math.inf
+        self._halted = False
         self._over = False  # every item read is reported: the run is over
 
     # -- the main thread -------------------------------------------------------------
@@ -194,7 +215,7 @@ class _Run:
             if self._options.progress:
                 from ._progress import Progress  # noqa: PLC0415  (tqdm only when drawn)
 
-                self._progress = Progress(_count_items(self._options.items), sys.stderr)
+                self._progress = Progress(self._options.total, sys.stderr)
                 self._streams.clear_bar = self._progress.cleared
             threading.Thread(target=self._feed, name="herdexec-run-input", daemon=True).start()
             self._wait_for_the_end()
@@ -238,6 +259,8 @@ class _Run:
                 if event == _IO_FAILED:
                     for code, failure in self._new_failures():
                         self._stop(code, failure)
+                elif event == _HALT_NOW:
+                    kill_at = self._kill(signal.SIGTERM)
                 elif event in _RESIZE_SIGNALS:
                     self._resize(_RESIZE_SIGNALS[signal.Signals(event)])
                 elif event in _STOP_SIGNALS:
@@ -316,10 +339,13 @@ class _Run:
     def _finish(self) -> int:
         reporter = self._reporter
         code, note = self._stop_code, self._stop_note
-        if code is None and self._failures:  # as the reporter closed, at the very end
-            code, failure = self._failures[0]
-            note = f"stopped: {failure}"
-        eventful = reporter.failed or reporter.retried or reporter.not_started
+        # A failure as the reporter closed, at the very end; or after --halt, whose 0 or 1
+        # must not hide that output was lost.
+        if self._failures and (code is None or code < IO_FAILURE):
+            if code is None:
+                note = f"stopped: {self._failures[0][1]}"
+            code = self._failures[0][0]
+        eventful = reporter.failed or reporter.retried or reporter.not_started or reporter.skipped
         if code is not None or eventful or self._options.progress:
             notes = ""
             if code is not None:
@@ -335,12 +361,15 @@ class _Run:
 
     def _feed(self) -> None:
         try:
-            for seq, item in enumerate(read_items(self._options.items), 1):
-                if not self._submit(Job(seq, item, build_argv(self._options.command, item))):
+            skip, command = self._options.skip, self._options.command
+            for seq, item in enumerate(self._options.items, 1):
+                if seq in skip:
+                    self._reporter.skip(seq)
+                elif not self._submit(Job(seq, item, build_argv(command, item))):
                     return
             self._input_complete = True
         except OSError as exc:
-            self._failed(IO_FAILURE, _input_failure(exc))
+            self._failed(IO_FAILURE, input_failure(exc))
         finally:
             with self._lock:
                 self._intake_over = True
@@ -404,10 +433,31 @@ class _Run:
     def _report(self, job: Job) -> None:
         try:
             self._reporter.finished(job)
+            if self._options.halt is not None:
+                self._check_halt(self._options.halt)
         finally:
             with self._lock:
                 self._unreported -= 1
                 self._check_over_locked()
+
+    def _check_halt(self, halt: Halt) -> None:
+        """Once the --halt condition is met, stop the run; with ``now``, have the main
+        thread kill the running jobs.
+
+        The run stops here, on the thread that reported the job, before its gopher takes
+        the next: ``-j 1 --halt soon,fail=1`` starts not one job after the failure.
+        """
+        reporter = self._reporter
+        count = halt.counted(reporter.succeeded, reporter.failed)
+        if count < self._halt_at:
+            return
+        with self._lock:
+            if self._halted:
+                return
+            self._halted = True
+        self._stop(halt.exit_status(reporter.failed), halt.reason(count))
+        if halt.now:
+            self._events.post(_HALT_NOW)
 
     def _check_over_locked(self) -> None:
         if self._over or self._unreported:
@@ -466,7 +516,8 @@ def _stdout_failure(error: OSError) -> tuple[int, str]:
     return IO_FAILURE, f"cannot write to stdout ({error.strerror})"
 
 
-def _input_failure(error: OSError) -> str:
+def input_failure(error: OSError) -> str:
+    """The words for an input that could not be read."""
     return f"cannot read the input ({error.strerror})"
 
 
@@ -488,7 +539,7 @@ class _MessageHandler(logging.Handler):
             self.handleError(record)
 
 
-def _count_items(fd: int) -> int | None:
+def count_items(fd: int) -> int | None:
     """How many items a regular file holds (then rewound); None for a pipe or a terminal."""
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
