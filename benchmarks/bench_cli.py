@@ -1,11 +1,15 @@
-"""``herdexec run`` against ``xargs -P``, side by side on the same input, in the same run.
+"""``herdexec run`` against both anchors, ``xargs -P`` and GNU ``parallel``, side by side.
 
-Each round runs, in turn, ``xargs -P J -n 1 true`` and ``herdexec run -j J -- true`` on the
-same N input lines, and ``herdexec run`` on an empty input (its start-up cost alone). The
-table shows the median of each over the rounds, the ratio herdexec / xargs (the target
-is 1.5 or below), and the cost per job: all of it, and herdexec's beyond xargs'.
+Two workloads: many tiny jobs (2,000 of ``true`` at -j 8: the cost per job and the
+start-up) and a wide herd of waiting jobs (200 of ``sleep 0.05`` at -j 50: how well the
+slots are kept full). Each round runs every tool on each workload, in an order that
+rotates from round to round, plus ``herdexec run`` on an empty input (its start-up
+alone). Ratios are taken within a round, where the tools met the same load on the
+machine, and the table shows their medians over the rounds, beside the median times.
+The load average before and after says how disturbed the run was.
 
-Usage: ``python benchmarks/bench_cli.py [--jobs 2000] [--parallel 8] [--rounds 5]``
+Usage: ``python benchmarks/bench_cli.py [--rounds 5] [--quick]`` (``--quick``: a tenth
+of the jobs, to try it out); GNU parallel is Debian's ``parallel`` package.
 """
 
 from __future__ import annotations
@@ -18,58 +22,105 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 HERDEXEC = str(Path(sys.executable).with_name("herdexec"))
+TARGET = 1.15  # herdexec / xargs on the `true` jobs
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    command: list[str]  # the item is added as its last argument
+    item: str | None  # every line's text; None: the line's number
+    jobs: int
+    parallel: int
+
+    def input(self, scale: float) -> bytes:
+        count = max(1, int(self.jobs * scale))
+        return "".join(f"{self.item or n}\n" for n in range(count)).encode()
+
+    def commands(self, xargs: str, parallel: str) -> dict[str, list[str]]:
+        j = str(self.parallel)
+        return {
+            "xargs": [xargs, "-P", j, "-n", "1", *self.command],
+            "parallel": [parallel, "--will-cite", "-j", j, *self.command],
+            "herdexec": [HERDEXEC, "run", "-j", j, "--no-progress", "--", *self.command],
+        }
+
+
+WORKLOADS = (
+    Workload("true", ["true"], None, 2000, 8),
+    Workload("sleep 0.05", ["sleep"], "0.05", 200, 50),
+)
+
+
+# herdexec's .pyc files are written on the first run, as pip writes them on install, even
+# where PYTHONDONTWRITEBYTECODE is set: compiling the modules anew each time would cost
+# every run tens of milliseconds that no installed herdexec pays.
+_ENV = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
 
 
 def timed(command: list[str], data: bytes) -> float:
     """Seconds ``command`` takes to run to the end on ``data``; it must succeed."""
     started = time.perf_counter()
-    subprocess.run(command, input=data, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(command, input=data, check=True, stdout=subprocess.DEVNULL, env=_ENV)
     return time.perf_counter() - started
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=2000, help="input lines (default: 2000)")
-    parser.add_argument("--parallel", type=int, default=8, help="-P / -j (default: 8)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds (default: 5)")
+    parser.add_argument("--quick", action="store_true", help="a tenth of the jobs")
     args = parser.parse_args()
-    xargs = shutil.which("xargs")
-    if xargs is None:
-        sys.exit("bench_cli: xargs is not on PATH")
-    data = "".join(f"{n}\n" for n in range(args.jobs)).encode()
-    j = str(args.parallel)
-    commands = {
-        "xargs": [xargs, "-P", j, "-n", "1", "true"],
-        "herdexec": [HERDEXEC, "run", "-j", j, "--no-progress", "--", "true"],
-    }
-    startup_command = commands["herdexec"]
-    timed(startup_command, data[:100])  # warm the page cache and the .pyc files
-    times: dict[str, list[float]] = {name: [] for name in (*commands, "startup")}
-    for _ in range(args.rounds):
-        for name, command in commands.items():
-            times[name].append(timed(command, data))
-        times["startup"].append(timed(startup_command, b""))
-    xargs_s = statistics.median(times["xargs"])
-    herd_s = statistics.median(times["herdexec"])
-    startup_s = statistics.median(times["startup"])
-    n = args.jobs
+    xargs, parallel = shutil.which("xargs"), shutil.which("parallel")
+    if xargs is None or parallel is None:
+        sys.exit("bench_cli: xargs and GNU parallel (Debian's `parallel`) must be on PATH")
+    scale = 0.1 if args.quick else 1.0
+    runs = [
+        (workload.name, tool, command, workload.input(scale))
+        for workload in WORKLOADS
+        for tool, command in workload.commands(xargs, parallel).items()
+    ]
+    startup = [HERDEXEC, "run", "--no-progress", "--", "true"]
+    runs.append(("", "start-up", startup, b""))
+    for _, _, command, data in runs:  # warm the page cache and the .pyc files
+        timed(command, data[: len(data) // 10])
+    load_before = os.getloadavg()[0]
+    times: dict[tuple[str, str], list[float]] = {(name, tool): [] for name, tool, _, _ in runs}
+    for number in range(args.rounds):
+        shift = number % len(runs)
+        for name, tool, command, data in runs[shift:] + runs[:shift]:
+            times[name, tool].append(timed(command, data))
+        print(f"  round {number + 1} of {args.rounds} done", file=sys.stderr, flush=True)
+    load_after = os.getloadavg()[0]
+
     print(
-        f"{n} jobs of `true`, -P/-j {args.parallel}, median of {args.rounds} rounds;"
+        f"herdexec run against xargs -P and GNU parallel, median of {args.rounds} rounds;"
         f" {os.cpu_count()} CPUs, {platform.system()} {platform.machine()},"
-        f" Python {platform.python_version()}"
+        f" Python {platform.python_version()}; load average {load_before:.1f} before,"
+        f" {load_after:.1f} after\n"
     )
-    print(f"  xargs -P {j} -n 1 true      {xargs_s:7.3f} s   {xargs_s / n * 1e6:6.0f} us/job")
-    print(f"  herdexec run -j {j} -- true  {herd_s:7.3f} s   {herd_s / n * 1e6:6.0f} us/job")
-    print(f"  herdexec start-up alone    {startup_s:7.3f} s")
-    print(f"  ratio herdexec / xargs     {herd_s / xargs_s:7.2f}   (target <= 1.5)")
-    extra = (herd_s - xargs_s) / n * 1e6
-    beyond = (herd_s - startup_s - xargs_s) / n * 1e6
-    print(
-        f"  herdexec's cost per job beyond xargs': {extra:.0f} us, {beyond:.0f} us after start-up"
+    print("| jobs | xargs -P | GNU parallel | herdexec run | herdexec / xargs | herdexec / parallel |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for workload in WORKLOADS:
+        name, count = workload.name, max(1, int(workload.jobs * scale))
+        of = {tool: times[name, tool] for tool in ("xargs", "parallel", "herdexec")}
+        cells = [f"{statistics.median(of[tool]):.3f} s" for tool in of]
+        ratios = [
+            statistics.median(h / other for h, other in zip(of["herdexec"], of[anchor]))
+            for anchor in ("xargs", "parallel")
+        ]
+        label = f"{count} x `{name}`, -j {workload.parallel}"
+        print(f"| {label} | {' | '.join(cells)} | {ratios[0]:.2f} | {ratios[1]:.2f} |")
+    startup_s = statistics.median(times["", "start-up"])
+    print(f"\nherdexec start-up alone (an empty input): {startup_s:.3f} s")
+    true_ratio = statistics.median(
+        h / x for h, x in zip(times["true", "herdexec"], times["true", "xargs"])
     )
+    verdict = "within" if true_ratio <= TARGET else "OVER"
+    print(f"herdexec / xargs on `true`: {true_ratio:.2f}, {verdict} the {TARGET} target")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -591,6 +592,8 @@ def test_a_paused_run_waits_for_a_resize_over_http(
     with urllib.request.urlopen(request, timeout=10) as response:  # what curl does
         assert json.load(response) == {"num": 2, "msg": "success"}
     assert set(wait_started(started, 2)) == {"1", "2"}
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+        assert 'herdexec_herd_size{herd="herdexec-run"} 2.0' in response.read().decode()
     gate.send(3)
     code, out, _ = run.finish()
     assert code == 0
@@ -641,6 +644,26 @@ def test_ctrl_c_on_a_paused_run(background: type[Run], tmp_path: Path) -> None:
     assert code == 130
     assert "0 succeeded, 0 retried, 0 failed, 1 not started" in err
     assert [r["status"] for r in read_joblog(log)] == ["not-started"]
+
+
+def test_a_run_loads_only_what_it_uses() -> None:
+    # Each of these would add to every run's start-up (prometheus_client and the
+    # http.server it loads, most of all): only --serve, ctl and --progress need them.
+    code = (
+        "import sys\n"
+        "from herdexec._cli._main import main\n"
+        "code = main(['run', '--no-progress', '--', 'true'])\n"
+        "heavy = {'prometheus_client', 'bottle', 'http.server', 'urllib.request', 'tqdm'}\n"
+        "print(code, sorted(heavy & set(sys.modules)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        input=b"1\n",
+        capture_output=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert result.stdout.decode().splitlines()[-1] == "0 []", result.stderr.decode()
 
 
 # -- help --------------------------------------------------------------------------

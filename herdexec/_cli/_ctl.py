@@ -8,13 +8,13 @@ server that refuses (its JSON ``msg`` shown), or something that is not a herd's 
 from __future__ import annotations
 
 import json
-import socket
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
-from typing import Final, TextIO
+from typing import TYPE_CHECKING, Final, TextIO
+
+if TYPE_CHECKING:
+    import urllib.error
 
 __all__ = ["DEFAULT_URL", "CtlError", "CtlOptions", "ctl", "normalize_url"]
 
@@ -96,6 +96,11 @@ def ctl(options: CtlOptions, stdout: TextIO = sys.stdout) -> int:
 def _request(
     base: str, method: str, path: str, token: str | None, body: bytes | None = None
 ) -> str:
+    # Imported here: urllib.request brings http.client, email and ssl along, a third of
+    # the start-up of `herdexec run`, which never needs them.
+    import urllib.error  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
     url = base + path
     request = urllib.request.Request(url, data=body, method=method)
     if body is not None:
@@ -135,6 +140,8 @@ def _refusal(method: str, url: str, error: urllib.error.HTTPError, token: str | 
 
 
 def _unreachable(base: str, reason: object) -> str:
+    import socket  # noqa: PLC0415  (loaded with urllib.request already)
+
     if isinstance(reason, ConnectionRefusedError):
         why = "connection refused"
     elif isinstance(reason, TimeoutError):

@@ -21,7 +21,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -262,6 +261,8 @@ def _capture_file() -> int:
     """A new, empty, unnamed file for one stream of one attempt."""
     if hasattr(os, "memfd_create"):
         return os.memfd_create("herdexec-output", os.MFD_CLOEXEC)
+    import tempfile  # noqa: PLC0415  (where there is no memfd_create, and only there)
+
     with tempfile.TemporaryFile() as handle:
         return os.dup(handle.fileno())
 

@@ -86,10 +86,22 @@ is passed on (as it ends; with -k, in input order):
   command could not be run, 128+N when signal N ended it; start is UTC ISO 8601;
   duration is seconds from the first attempt's start to the last's end.
 
+resuming (--joblog FILE --resume, or --resume-failed), with the same input:
+  --resume skips the items FILE shows as ended (any status but not-started);
+  --resume-failed skips only the ones that succeeded. Items without a line (running
+  when herdexec was SIGKILLed) run again. A changed input is refused (exit 2).
+
+--halt WHEN,WHY=N: soon or now; fail, success or done; N jobs or N% of them:
+  now,fail=1       stop at the first failure, killing the running jobs
+  soon,fail=10%    once 10% of the jobs have failed, start no more
+  soon,success=1   stop at the first success (exit 0)
+
 exit status:
-  0    every job succeeded (an empty input too)
-  1    some job failed, timed out or was killed
-  2    bad usage, or the run could not start (-a, --joblog or --serve)
+  0    every job succeeded (an empty input too), or --halt ...,success=N stopped it
+  1    some job failed, timed out, was killed or did not start; or --halt
+       ...,fail=N stopped it (done=N: 1 if some job had failed)
+  2    bad usage, or the run could not start (-a, --joblog, --serve, or an
+       input that is not the one --resume's joblog logged)
   3    stopped because the input could not be read, or stdout or the joblog
        could not be written (a full disk, say); the message says which
   128+N  stopped by signal N: 130 for Ctrl-C, 143 for SIGTERM, 141 when stdout's

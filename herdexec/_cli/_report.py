@@ -19,12 +19,11 @@ import errno
 import fcntl
 import os
 import shlex
-import shutil
 import stat
 import threading
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from datetime import datetime, timezone
 from typing import IO, BinaryIO, Final, TextIO
 
 from ._jobs import Captured, Job, JobStatus
@@ -325,8 +324,8 @@ def joblog_line(job: Job) -> str:
     """The job's line in the joblog: tab-separated, in the order of JOBLOG_HEADER."""
     start = ""
     if job.started is not None:
-        when = datetime.fromtimestamp(job.started, timezone.utc)
-        start = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        seconds, millis = divmod(int(job.started * 1000), 1000)  # truncated, as isoformat
+        start = f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{millis:03d}Z"
     fields = (
         str(job.seq),
         str(job.status),
@@ -376,6 +375,8 @@ def _write(stream: BinaryIO, data: bytes | IO[bytes]) -> None:
     if isinstance(data, bytes):
         stream.write(data)
     else:
+        import shutil  # noqa: PLC0415  (for output over 1 MiB only)
+
         shutil.copyfileobj(data, stream)
     stream.flush()
 

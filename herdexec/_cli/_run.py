@@ -22,7 +22,6 @@ then: it may be blocked reading a terminal or a pipe that will never say more.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import math
 import os
@@ -38,7 +37,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import partial
 from types import FrameType
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from herdexec import ExponentialBackoff, Gradient, HerdExecutor, HerdFuture, Retry
 
@@ -167,6 +166,10 @@ class _Run:
         logger.propagate = False
         logger.setLevel(logging.WARNING)
         logger.addHandler(_MessageHandler(self._streams))
+        # Metrics only for /metrics: loading prometheus_client (and the http.server it
+        # brings along) would cost a run that serves nothing more than all its other
+        # start-up.
+        metrics: dict[str, Any] = {} if options.serve is not None else {"registry": None}
         self._executor = HerdExecutor(
             options.jobs,
             thread_name_prefix="herdexec-run",
@@ -181,6 +184,7 @@ class _Run:
             adapt=None
             if options.adapt is None
             else Gradient(min_size=options.adapt[0], max_size=options.adapt[1]),
+            **metrics,
         )
         self._progress: Progress | None = None
         # Guards what the feeder, the gophers and the main thread share below.
@@ -554,6 +558,8 @@ def count_items(fd: int) -> int | None:
 
 def _is_loopback(host: str) -> bool:
     try:
+        import ipaddress  # noqa: PLC0415  (for --serve only)
+
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host == "localhost"
