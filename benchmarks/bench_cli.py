@@ -69,6 +69,12 @@ def timed(command: list[str], data: bytes) -> float:
     return time.perf_counter() - started
 
 
+def _ratio(ours: list[float], anchor: list[float]) -> str:
+    """The median of the rounds' ratios, with their range: ``0.95 (0.90-1.02)``."""
+    ratios = [a / b for a, b in zip(ours, anchor, strict=True)]
+    return f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="rounds (default: 5)")
@@ -102,22 +108,23 @@ def main() -> None:
         f" Python {platform.python_version()}; load average {load_before:.1f} before,"
         f" {load_after:.1f} after\n"
     )
-    print("| jobs | xargs -P | GNU parallel | herdexec run | herdexec / xargs | herdexec / parallel |")
+    print(
+        "| jobs | xargs -P | GNU parallel | herdexec run | herdexec / xargs | herdexec / parallel |"
+    )
     print("|---|---:|---:|---:|---:|---:|")
     for workload in WORKLOADS:
         name, count = workload.name, max(1, int(workload.jobs * scale))
         of = {tool: times[name, tool] for tool in ("xargs", "parallel", "herdexec")}
         cells = [f"{statistics.median(of[tool]):.3f} s" for tool in of]
-        ratios = [
-            statistics.median(h / other for h, other in zip(of["herdexec"], of[anchor]))
-            for anchor in ("xargs", "parallel")
-        ]
+        ratios = [_ratio(of["herdexec"], of[anchor]) for anchor in ("xargs", "parallel")]
         label = f"{count} x `{name}`, -j {workload.parallel}"
-        print(f"| {label} | {' | '.join(cells)} | {ratios[0]:.2f} | {ratios[1]:.2f} |")
+        print(f"| {label} | {' | '.join(cells)} | {ratios[0]} | {ratios[1]} |")
     startup_s = statistics.median(times["", "start-up"])
     print(f"\nherdexec start-up alone (an empty input): {startup_s:.3f} s")
+    print("ratios: the median of the rounds' ratios (the lowest and highest in brackets)")
     true_ratio = statistics.median(
-        h / x for h, x in zip(times["true", "herdexec"], times["true", "xargs"])
+        ours / xargs_s
+        for ours, xargs_s in zip(times["true", "herdexec"], times["true", "xargs"], strict=True)
     )
     verdict = "within" if true_ratio <= TARGET else "OVER"
     print(f"herdexec / xargs on `true`: {true_ratio:.2f}, {verdict} the {TARGET} target")

@@ -173,6 +173,7 @@ class Joblog:
         if size < len(self.earlier):
             self._file.truncate(size)
             self._file.seek(size)
+        self.earlier = b""  # read: no need to hold it for the run
         if not size:
             self.write(JOBLOG_HEADER)
 
