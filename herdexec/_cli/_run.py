@@ -161,7 +161,9 @@ class _Run:
         self._reporter = Reporter(
             self._streams, options.joblog, options.keep_order, self._joblog_failed
         )
-        self._runner = Runner(options.timeout, options.retries, self._reporter.retrying)
+        self._runner = Runner(
+            options.command[0], options.timeout, options.retries, self._reporter.retrying
+        )
         logger = logging.getLogger("herdexec.run")
         logger.propagate = False
         logger.setLevel(logging.WARNING)
@@ -225,6 +227,7 @@ class _Run:
             self._wait_for_the_end()
         finally:
             self._executor.shutdown(wait=True, cancel_futures=True)
+            self._runner.close()
             self._reporter.close()
             if self._progress is not None:
                 self._show_progress()
