@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -62,11 +63,15 @@ WORKLOADS = (
 _ENV = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
 
 
-def timed(command: list[str], data: bytes) -> float:
-    """Seconds ``command`` takes to run to the end on ``data``; it must succeed."""
+def timed(command: list[str], data: bytes) -> tuple[float, float]:
+    """Seconds ``command`` takes to run to the end on ``data``, and the CPU seconds it and
+    its jobs used; it must succeed."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(command, input=data, check=True, stdout=subprocess.DEVNULL, env=_ENV)
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 
 
 def _ratio(ours: list[float], anchor: list[float]) -> str:
@@ -95,10 +100,13 @@ def main() -> None:
         timed(command, data[: len(data) // 10])
     load_before = os.getloadavg()[0]
     times: dict[tuple[str, str], list[float]] = {(name, tool): [] for name, tool, _, _ in runs}
+    cpu: dict[tuple[str, str], list[float]] = {(name, tool): [] for name, tool, _, _ in runs}
     for number in range(args.rounds):
         shift = number % len(runs)
         for name, tool, command, data in runs[shift:] + runs[:shift]:
-            times[name, tool].append(timed(command, data))
+            wall, used = timed(command, data)
+            times[name, tool].append(wall)
+            cpu[name, tool].append(used)
         print(f"  round {number + 1} of {args.rounds} done", file=sys.stderr, flush=True)
     load_after = os.getloadavg()[0]
 
@@ -119,8 +127,21 @@ def main() -> None:
         ratios = [_ratio(of["herdexec"], of[anchor]) for anchor in ("xargs", "parallel")]
         label = f"{count} x `{name}`, -j {workload.parallel}"
         print(f"| {label} | {' | '.join(cells)} | {ratios[0]} | {ratios[1]} |")
+    print("\nCPU time, the tool's and its jobs' (less moved by other load than wall time):\n")
+    print(
+        "| jobs | xargs -P | GNU parallel | herdexec run | herdexec / xargs | herdexec / parallel |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    for workload in WORKLOADS:
+        name, count = workload.name, max(1, int(workload.jobs * scale))
+        of = {tool: cpu[name, tool] for tool in ("xargs", "parallel", "herdexec")}
+        cells = [f"{statistics.median(of[tool]):.3f} s" for tool in of]
+        ratios = [_ratio(of["herdexec"], of[anchor]) for anchor in ("xargs", "parallel")]
+        label = f"{count} x `{name}`, -j {workload.parallel}"
+        print(f"| {label} | {' | '.join(cells)} | {ratios[0]} | {ratios[1]} |")
     startup_s = statistics.median(times["", "start-up"])
-    print(f"\nherdexec start-up alone (an empty input): {startup_s:.3f} s")
+    startup_cpu = statistics.median(cpu["", "start-up"])
+    print(f"\nherdexec start-up alone (an empty input): {startup_s:.3f} s, {startup_cpu:.3f} s CPU")
     print("ratios: the median of the rounds' ratios (the lowest and highest in brackets)")
     true_ratio = statistics.median(
         ours / xargs_s
