@@ -49,9 +49,9 @@ def logged(tmp_path: Path) -> list[tuple[str, str]]:
 @pytest.mark.parametrize(
     ("halt", "items", "code", "ran", "why"),
     [
-        # The job that meets the condition is the last to start. Its worker holds the
-        # next already, which is logged as not started; the one after it may have been
-        # read meanwhile, and logged so too; the rest are never read.
+        # The job that meets the condition is the last to start. Its worker may hold
+        # the next already, and the one after it may have been read meanwhile: both
+        # are logged as not started. The rest are never read.
         ("soon,fail=2", ["1", "2f", "3", "4f", "5", "6", "7"], 1, 4, "2 jobs failed"),
         ("soon,fail=1", ["1f", "2", "3"], 1, 1, "1 job failed"),
         ("soon,success=2", ["1f", "2", "3f", "4", "5", "6"], 0, 4, "2 jobs succeeded"),
@@ -72,8 +72,32 @@ def test_a_halt_starts_no_job_after_the_one_that_met_it(
     rows = logged(tmp_path)
     assert [item for item, _ in rows[:ran]] == items[:ran]
     assert all(status != "not-started" for _, status in rows[:ran])
-    assert rows[ran] == (items[ran], "not-started")
-    assert rows[ran + 1 :] in ([], [(items[ran + 1], "not-started")]), rows
+    # At most the two items after it were read, and none of them started.
+    assert rows[ran:] == [(item, "not-started") for item in items[ran : len(rows)]], rows
+    assert len(rows) <= ran + 2, rows
+
+
+def test_a_percentage_of_a_file_counts_its_items_first(tmp_path: Path) -> None:
+    # 50% of 4 items is 2: read from a file, they are counted (and the file rewound)
+    # before the first starts.
+    (tmp_path / "items").write_text("1f\n2\n\n3f\n4\n")
+    result = run_cli(
+        "-j",
+        "1",
+        "--halt",
+        "soon,fail=50%",
+        "-a",
+        "items",
+        "--joblog",
+        "jobs.tsv",
+        "--",
+        *JOB,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "2 jobs failed (--halt soon,fail=50%)" in result.stderr
+    assert logged(tmp_path)[:3] == [("1f", "failure"), ("2", "success"), ("3f", "failure")]
+    assert logged(tmp_path)[3:] in ([], [("4", "not-started")])
 
 
 def test_halt_never_and_an_unmet_condition_run_everything(tmp_path: Path) -> None:
