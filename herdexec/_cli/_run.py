@@ -11,8 +11,9 @@ from whichever thread the kernel gave the signal to; a Python handler would run 
 once the main thread woke up for some other reason. And since the handlers do nothing,
 no handler ever runs herd code in the middle of herd code on the main thread.
 
-Stopping, whether by Ctrl-C, SIGTERM, a reader that went away, or an input, stdout or
-joblog that failed: intake closes
+Stopping, whether by Ctrl-C, SIGTERM, a reader that went away, an input, stdout or
+joblog that failed, or a ``--halt`` condition met (which the thread that reported the
+job acts on at once, so that its gopher starts nothing more): intake closes
 (``close_input()`` wakes the feeder's blocked submit), jobs waiting for a retry are
 cancelled, and running jobs finish; jobs killed on the way are reported like any other.
 The run is over once every item read has been reported, whatever the feeder is doing
