@@ -14,12 +14,22 @@ thread, as it always has, and pays nothing for runners.
 from __future__ import annotations
 
 import abc
+import sys
 from collections.abc import Callable
+from concurrent import futures
 from typing import Any, Protocol
 
 from .._work import HerdFuture
 
-__all__ = ["Bound", "Runner", "Seat"]
+__all__ = ["Bound", "OverTime", "Runner", "Seat"]
+
+if sys.version_info >= (3, 11):
+    OverTime = TimeoutError
+else:
+
+    class OverTime(futures.TimeoutError, TimeoutError):
+        """A work over its time limit, caught by either ``except TimeoutError`` or
+        ``except concurrent.futures.TimeoutError``: one class since 3.11, two before."""
 
 
 class Seat(Protocol):

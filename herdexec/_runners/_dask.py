@@ -15,13 +15,12 @@ import math
 import threading
 import uuid
 from collections.abc import Callable
-from concurrent import futures
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from .._work import HerdFuture
 from . import _worker
-from ._base import Bound, Runner, Seat
+from ._base import Bound, OverTime, Runner, Seat
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -261,7 +260,7 @@ class _DaskSeat:
             with cluster.lock:
                 cluster.jobs.pop(task, None)
             task.cancel()
-            raise futures.TimeoutError(
+            raise OverTime(
                 f"work {future.work.id!r} ran over its time limit of {cluster.timeout}"
                 " seconds; its Dask task was cancelled"
             )

@@ -20,7 +20,6 @@ import os
 import pickle
 import signal
 from collections.abc import Callable
-from concurrent import futures
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import suppress
 from multiprocessing.connection import Connection, wait
@@ -31,7 +30,7 @@ from typing import Any, Final
 from .._exceptions import BrokenHerd
 from .._work import HerdFuture
 from . import _worker
-from ._base import Bound, Runner, Seat
+from ._base import Bound, OverTime, Runner, Seat
 
 __all__ = ["ProcessRunner", "WorkerDied"]
 
@@ -316,7 +315,7 @@ class _WorkerSeat:
             self._forget()
             process.kill()
             process.join()
-            raise futures.TimeoutError(
+            raise OverTime(
                 f"{what} ran over its time limit of {timeout} seconds; its worker process"
                 f" (pid {process.pid}) was killed"
             )
