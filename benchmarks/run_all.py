@@ -1,15 +1,16 @@
 """Every benchmark in one command: a table per section, results.json and the chart.
 
-    python -m benchmarks [--quick] [--rounds N] [--sections overhead io ...]
+    python -m benchmarks [--quick] [--rounds N] [--sections import overhead io ...]
     python -m benchmarks --sections runners dask         # the runners' figures alone
     python benchmarks/run_all.py ...                      # the same
 
 Each section runs in a fresh interpreter, one after the other, and every figure stands
-beside its anchor from the same run (ThreadPoolExecutor, the ideal bound, or a bare
-``http.server``), as a ratio, with PASS or over target where the issue sets one. The
-tables go to stdout (progress to stderr); ``benchmarks/results.json`` gets every sample
-and ``docs/benchmarks.png`` the per-task cost chart. ``--quick`` is a smoke run of a
-minute or two, which writes its results to a temporary directory instead.
+beside its anchor from the same run (the stdlib's own imports, ThreadPoolExecutor, a
+ping-pong between two threads, the ideal bound, or a bare ``http.server``), as a ratio,
+with PASS or over target where the issue sets one. The tables go to stdout (progress to
+stderr); ``benchmarks/results.json`` gets every sample and ``docs/benchmarks.png`` the
+per-task cost chart. ``--quick`` is a smoke run of a minute or two, which writes its
+results to a temporary directory instead.
 
 For each section the run also records how many CPUs' worth of time *other* processes
 used while it ran (the machine's busy time less this run's own), so that a figure taken
@@ -41,6 +42,7 @@ from benchmarks import (
     bench_dask,
     bench_elastic,
     bench_growth,
+    bench_import,
     bench_io,
     bench_overhead,
     bench_runners,
@@ -57,6 +59,7 @@ def settings(args: argparse.Namespace) -> dict[str, tuple[str, dict[str, Any]]]:
     quick = args.quick
     rounds = args.rounds or (2 if quick else 9)
     return {
+        "import": ("bench_import:measure", {"runs": args.import_runs or (10 if quick else 40)}),
         "overhead": (
             "bench_overhead:measure",
             {
@@ -102,6 +105,7 @@ def settings(args: argparse.Namespace) -> dict[str, tuple[str, dict[str, Any]]]:
 
 
 TABLES: dict[str, Callable[[dict[str, Any]], str]] = {
+    "import": bench_import.table,
     "overhead": bench_overhead.table,
     "io": bench_io.table,
     "elastic": bench_elastic.table,
@@ -142,6 +146,9 @@ def _children_seconds() -> float:
 def targets(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, bool]]:
     """Every figure that has a target: (section, what, passed)."""
     found = []
+    imported = results.get("import")
+    if imported:
+        found.append(("import", f"import herdexec: {imported['ratio']:.2f}x", imported["ok"]))
     for r in results.get("overhead", {}).get("rows", []):
         if r["ok"] is not None:
             what = f"{r['workload']}, {r['workers']} workers, {r['mode']}: {r['ratio']:.2f}x"
@@ -242,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rounds", type=int, help="rounds of the timed sections (default 9)")
     parser.add_argument("--tasks", type=int, help="tasks per overhead round (default 30000)")
+    parser.add_argument(
+        "--import-runs", type=int, help="fresh interpreters per import (default 40)"
+    )
     parser.add_argument("--elastic-rounds", type=int, help="default 7")
     parser.add_argument("--patch-rounds", type=int, help="default 300")
     parser.add_argument("--get-rounds", type=int, help="GETs per row (default 50)")

@@ -14,21 +14,21 @@ from typing import TYPE_CHECKING, Any
 from ._adapt import AIMD as AIMD
 from ._adapt import Gradient as Gradient
 from ._adapt import LimitEstimate as LimitEstimate
-from ._backoff import ExponentialBackoff as ExponentialBackoff
 from ._exceptions import BrokenHerd as BrokenHerd
 from ._exceptions import Retry as Retry
 from ._exceptions import WorkFailed as WorkFailed
 from ._executor import HerdExecutor as HerdExecutor
-from ._stats import HerdStats as HerdStats
 from ._work import HerdFuture as HerdFuture
 from ._work import Status as Status
 from ._work import Work as Work
 
 if TYPE_CHECKING:
+    from ._backoff import ExponentialBackoff as ExponentialBackoff
     from ._control._server import ControlServer as ControlServer
     from ._runners._dask import DaskRunner as DaskRunner
     from ._runners._process import ProcessRunner as ProcessRunner
     from ._runners._process import WorkerDied as WorkerDied
+    from ._stats import HerdStats as HerdStats
 
 __all__ = [
     "AIMD",
@@ -53,10 +53,14 @@ __version__ = "0.1.0"
 
 
 # Loaded when first asked for (PEP 562): the control plane brings bottle and wsgiref,
-# the runners multiprocessing (Dask itself waits until a DaskRunner is made).
+# the runners multiprocessing (Dask itself waits until a DaskRunner is made), and the
+# two dataclasses bring dataclasses and inspect, a third of the import's time otherwise,
+# though most programs never read a statistic nor build a backoff.
 _LAZY = {
     "ControlServer": "._control._server",
     "DaskRunner": "._runners._dask",
+    "ExponentialBackoff": "._backoff",
+    "HerdStats": "._stats",
     "ProcessRunner": "._runners._process",
     "WorkerDied": "._runners._process",
 }

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, cast
 from . import _adapter
 from ._adapt import Algorithm
 from ._herd import Herd
-from ._stats import HerdStats
 from ._work import HerdFuture, Status, Work
 
 if TYPE_CHECKING:
@@ -31,6 +30,7 @@ if TYPE_CHECKING:
 
     from ._control._server import ControlServer
     from ._runners import Bound, Runner
+    from ._stats import HerdStats
 
 __all__ = ["HerdExecutor"]
 

@@ -41,7 +41,6 @@ from . import _lifecycle
 from ._exceptions import BrokenHerd, Retry, WorkFailed
 from ._output import Output
 from ._retries import RetryTimer
-from ._stats import HerdStats
 from ._tally import (
     BUCKET0,
     CANCELLED,
@@ -59,6 +58,7 @@ from ._work import HerdFuture, Status, Work
 if TYPE_CHECKING:
     from ._adapter import Adapter
     from ._runners._base import Bound, Seat
+    from ._stats import HerdStats
 
 __all__ = ["Callbacks", "Herd"]
 
@@ -227,6 +227,9 @@ class Herd:
             return frozenset(self._threads)
 
     def stats(self) -> HerdStats:
+        # Loaded at the first reading, not with herdexec: see _LAZY in __init__.py.
+        from ._stats import HerdStats  # noqa: PLC0415
+
         with self._lock:
             tally = self._tally_locked()
             busy = tally[RUNNING]
