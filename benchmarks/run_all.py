@@ -150,9 +150,12 @@ def targets(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, bool]]:
     if imported:
         found.append(("import", f"import herdexec: {imported['ratio']:.2f}x", imported["ok"]))
     for r in results.get("overhead", {}).get("rows", []):
+        row = f"{r['pools']} pools, {r['workload']}, {r['workers']} workers, {r['mode']}"
         if r["ok"] is not None:
-            what = f"{r['workload']}, {r['workers']} workers, {r['mode']}: {r['ratio']:.2f}x"
-            found.append(("overhead", what, r["ok"]))
+            found.append(("overhead", f"{row}: {r['ratio']:.2f}x the pool", r["ok"]))
+        if r.get("floor_ok") is not None:
+            what = f"{row}: {r['floor_ratio']:.2f}x the ping-pong"
+            found.append(("overhead", what, r["floor_ok"]))
     for r in results.get("io", {}).get("rows", []):
         if r["ok"] is not None:
             what = f"H={r['gophers']}, {r['mode']}: efficiency {r['efficiency']:.2f}"
@@ -182,24 +185,29 @@ def targets(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, bool]]:
 
 def chart(overhead: dict[str, Any], info: dict[str, Any], path: Path) -> None:
     """Herd against ThreadPoolExecutor, per-task cost by worker count: one panel per
-    workload and mode, medians with the interquartile range as error bars."""
+    kind of pool, workload and mode, medians with the interquartile range as error bars,
+    and the ping-pong's round trip as a line."""
     import matplotlib  # noqa: PLC0415 (only the chart needs it, and it is slow to import)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     rows = overhead["rows"]
-    workloads = list(dict.fromkeys(r["workload"] for r in rows))
+    panels = list(dict.fromkeys((r["pools"], r["workload"]) for r in rows))
     modes = list(dict.fromkeys(r["mode"] for r in rows))
     figure, axes = plt.subplots(
-        len(workloads), len(modes), figsize=(5 * len(modes), 3.6 * len(workloads)), squeeze=False
+        len(panels), len(modes), figsize=(5 * len(modes), 3.6 * len(panels)), squeeze=False
     )
     top = max(max(r["pool_samples_us"] + r["herd_samples_us"]) for r in rows)
-    for i, workload in enumerate(workloads):
+    for i, (pools, workload) in enumerate(panels):
         for j, mode in enumerate(modes):
             ax = axes[i][j]
             chosen = sorted(
-                (r for r in rows if r["workload"] == workload and r["mode"] == mode),
+                (
+                    r
+                    for r in rows
+                    if (r["pools"], r["workload"], r["mode"]) == (pools, workload, mode)
+                ),
                 key=lambda r: r["workers"],
             )
             workers = [r["workers"] for r in chosen]
@@ -215,7 +223,8 @@ def chart(overhead: dict[str, Any], info: dict[str, Any], path: Path) -> None:
             ax.set_xscale("log", base=2)
             ax.set_xticks(workers, [str(w) for w in workers])
             ax.set_ylim(0, top * 1.05)
-            ax.set_title(f"{workload}, herd {mode}")
+            ax.axhline(overhead["floor_us"], color="grey", lw=0.8, ls=":", label="ping-pong")
+            ax.set_title(f"{pools} pools, {workload}, herd {mode}")
             ax.set_xlabel("workers (threads)")
             ax.set_ylabel("µs per task (median, IQR)")
             ax.grid(alpha=0.3)
