@@ -30,13 +30,10 @@ _allocate_lock: Final = _thread.allocate_lock
 class FutureCondition(_thread.RLock):  # type: ignore[misc]
     """A reentrant lock that can also be waited on and notified, as a Future's is."""
 
-    __slots__ = ("_waiters",)
-
-    def __init__(self) -> None:
-        # One lock per waiting thread, held until notify_all() releases it; None until
-        # a thread waits, as most futures are done before anyone does, so that a future
-        # costs the garbage collector one object less.
-        self._waiters: list[_thread.LockType] | None = None
+    # One lock per waiting thread, held until notify_all() releases it; None until
+    # a thread waits, as most futures are done before anyone does, so that a future
+    # costs the garbage collector one object less.
+    _waiters: list[_thread.LockType] | None = None
 
     def wait(self, timeout: float | None = None) -> bool:
         """Release the lock (however deeply held), sleep until notified or until

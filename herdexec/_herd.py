@@ -495,7 +495,7 @@ class Herd:
         the gopher's next work until then. ThreadPoolExecutor's ``_WorkItem.run`` drops
         its own locals for the same reason.
         """
-        work = future.work
+        work = future._work
         value: Any = None
         exception: BaseException | None = None
         nxt: HerdFuture[Any] | None = None
@@ -555,7 +555,7 @@ class Herd:
 
     def _record(self, future: HerdFuture[Any], status: Status, tally: list[Any]) -> None:
         """A work ends: its status, its callback, the output, then the tally."""
-        work = future.work
+        work = future._work
         work.status = status
         if status is Status.SUCCESS:
             if self._on_success is not None:
@@ -668,7 +668,7 @@ class Herd:
         self, future: HerdFuture[Any], delay: float, tally: list[Any]
     ) -> HerdFuture[Any] | None:
         """Let the work wait ``delay`` seconds for its next attempt, holding no slot."""
-        work = future.work
+        work = future._work
         work.retries += 1
         work.status = Status.RETRY
         if self._on_retry is not None:
