@@ -19,7 +19,9 @@ Two kinds of pool, a new one every round:
 The pool is the anchor in every row; only the herd's ``backlog`` changes. The floor for
 one worker is the ping-pong: a thread hands a no-op to another through one
 ``queue.SimpleQueue`` and waits for its result on a second one, the least that handing
-work to a thread and waiting for it can cost in Python. It runs in the same rounds.
+work to a thread and waiting for it can cost in Python. It runs in the same rounds, and
+once more carrying a stdlib ``Future`` each way, which is what any executor's task
+costs at the least.
 
 Usage: ``python benchmarks/bench_overhead.py [--tasks 30000] [--rounds 5] [--workers 1 8 64]``
 """
@@ -132,27 +134,46 @@ def fresh_per_task_seconds(kind: str, workers: int, mode: str, workload: str, ta
     return (time.perf_counter() - started) / tasks
 
 
-def ping_pong_seconds(tasks: int) -> float:
+def ping_pong_seconds(tasks: int, carry: bool = False) -> float:
     """The floor for one worker: the seconds per round trip of a no-op handed to another
-    thread through one SimpleQueue, its result back through a second."""
-    there: queue.SimpleQueue[Callable[[], object] | None] = queue.SimpleQueue()
+    thread through one SimpleQueue, its result back through a second.
+
+    With ``carry``, each round trip also carries a ``concurrent.futures.Future``, made
+    here, started and settled there, read here: what any executor's task costs beyond
+    the hand-off itself.
+    """
+    there: queue.SimpleQueue[Callable[[], object] | Future[object] | None] = queue.SimpleQueue()
     back: queue.SimpleQueue[object] = queue.SimpleQueue()
 
     def echo() -> None:
-        while (fn := there.get()) is not None:
-            back.put(fn())
+        while (item := there.get()) is not None:
+            if isinstance(item, Future):
+                item.set_running_or_notify_cancel()
+                noop()
+                item.set_result(None)
+                back.put(None)
+            else:
+                back.put(item())
+
+    def round_trip() -> None:
+        if carry:
+            future: Future[object] = Future()
+            there.put(future)
+            back.get()
+            future.result()
+        else:
+            there.put(noop)
+            back.get()
 
     thread = threading.Thread(target=echo)
     thread.start()
     try:
         for _ in range(min(tasks, 2000)):  # untimed: warm, as the pools are
-            there.put(noop)
-            back.get()
+            round_trip()
         _common.warm_up()
         started = time.perf_counter()
         for _ in range(tasks):
-            there.put(noop)
-            back.get()
+            round_trip()
         return (time.perf_counter() - started) / tasks
     finally:
         there.put(None)
@@ -194,9 +215,11 @@ def measure(
         config: {"pool": [], "herd": []} for config in configs
     }
     floor: list[float] = []
+    carrying: list[float] = []
     loads = [_common.load()]
     for index in range(rounds):
         floor.append(ping_pong_seconds(tasks))
+        carrying.append(ping_pong_seconds(tasks, carry=True))
         for config in configs:
             kinds = ("pool", "herd") if index % 2 == 0 else ("herd", "pool")
             for kind in kinds:
@@ -204,13 +227,14 @@ def measure(
         loads.append(_common.load())
         _common.progress(f"overhead: round {index + 1}/{rounds} done (load {loads[-1]:.2f})")
     floor_us = _common.median(floor) * 1e6
+    carrying_us = _common.median(carrying) * 1e6
     rows = []
     for (workload, count, mode, kind_of_pool), times in samples.items():
         pool_us = _common.median(times["pool"]) * 1e6
         herd_us = _common.median(times["herd"]) * 1e6
         ratio = herd_us / pool_us
         limit = target(count, mode, kind_of_pool)
-        row = {
+        row: dict[str, Any] = {
             "workload": workload,
             "workers": count,
             "mode": mode,
@@ -224,8 +248,10 @@ def measure(
             "herd_samples_us": [t * 1e6 for t in times["herd"]],
         }
         if count == 1:
-            row["floor_ratio"] = herd_us / floor_us
-            row["floor_ok"] = row["floor_ratio"] <= TARGET_FLOOR if mode == "default" else None
+            floor_ratio = herd_us / floor_us
+            row["floor_ratio"] = floor_ratio
+            row["carrying_ratio"] = herd_us / carrying_us
+            row["floor_ok"] = floor_ratio <= TARGET_FLOOR if mode == "default" else None
         rows.append(row)
     return {
         "tasks": tasks,
@@ -233,6 +259,8 @@ def measure(
         "load": loads,
         "floor_us": floor_us,
         "floor_samples_us": [t * 1e6 for t in floor],
+        "carrying_us": carrying_us,
+        "carrying_samples_us": [t * 1e6 for t in carrying],
         "rows": rows,
     }
 
@@ -257,12 +285,16 @@ def table(result: dict[str, Any]) -> str:
         )
         for r in result["rows"]
     ]
-    headers = ("pools", "workload", "workers", "herd mode", "ThreadPoolExecutor µs/task")
-    headers += ("HerdExecutor µs/task", "herd/pool", "target")
+    headers = (
+        *("pools", "workload", "workers", "herd mode"),
+        *("ThreadPoolExecutor µs/task", "HerdExecutor µs/task", "herd/pool", "target"),
+    )
     floor = (
         f"One worker against the floor: a ping-pong through two SimpleQueues takes"
-        f" {result['floor_us']:.2f} µs per round trip (median of {result['rounds']} rounds);"
-        f" target herd/ping-pong <= {TARGET_FLOOR:.2f} in the default mode"
+        f" {result['floor_us']:.2f} µs per round trip, {result['carrying_us']:.2f} µs when"
+        " it carries a stdlib Future (made, started, settled and read), median of"
+        f" {result['rounds']} rounds; target herd/ping-pong <= {TARGET_FLOOR:.2f} in the"
+        " default mode"
     )
     floor_rows = [
         (
@@ -271,13 +303,16 @@ def table(result: dict[str, Any]) -> str:
             r["mode"],
             f"{r['herd_us']:.2f}",
             f"{r['floor_ratio']:.2f}",
+            f"{r['carrying_ratio']:.2f}",
             _common.verdict(r["floor_ok"]),
         )
         for r in result["rows"]
         if "floor_ratio" in r
     ]
-    floor_headers = ("pools", "workload", "herd mode", "HerdExecutor µs/task")
-    floor_headers += ("herd/ping-pong", "target")
+    floor_headers = (
+        *("pools", "workload", "herd mode", "HerdExecutor µs/task"),
+        *("herd/ping-pong", "herd/ping-pong with a Future", "target"),
+    )
     return (
         head
         + "\n\n"
@@ -285,7 +320,7 @@ def table(result: dict[str, Any]) -> str:
         + "\n\n"
         + floor
         + "\n\n"
-        + _common.markdown(floor_headers, floor_rows, "lllrrl")
+        + _common.markdown(floor_headers, floor_rows, "lllrrrl")
     )
 
 
