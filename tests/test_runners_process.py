@@ -465,20 +465,22 @@ def test_invariants_under_resizes_deaths_and_retries(tmp_path: Path) -> None:
             kinds[future.id] = (kind, future)
         done_submitting.set()
 
-    submitter = threading.Thread(target=submit)
-    submitter.start()
-    while not done_submitting.wait(0.05):
-        size = rng.choice([0, 1, 2, 3, 4])
+    def resize(size: int) -> None:
+        """Set the herd size, and record it from the moment it holds."""
         if size >= herd.herd_size:
             limits.append((time.monotonic(), size))
             herd.herd_size = size
         else:
             herd.herd_size = size
             # Works already running finish; the lower limit holds once they have.
-            assert wait_until(lambda: herd.stats().busy <= size, timeout=30)  # noqa: B023
+            assert wait_until(lambda: herd.stats().busy <= size, timeout=30)
             limits.append((time.monotonic(), size))
-    limits.append((time.monotonic(), 3))
-    herd.herd_size = 3
+
+    submitter = threading.Thread(target=submit)
+    submitter.start()
+    while not done_submitting.wait(0.05):
+        resize(rng.choice([0, 1, 2, 3, 4]))
+    resize(3)  # from 4, the last works must finish first like any other shrink
     submitter.join(timeout=60)
     herd.shutdown(wait=True)
 
