@@ -7,7 +7,6 @@ status, retries and a result. It ports the Go library gofherd.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +70,8 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'herdexec' has no attribute {name!r}")
+    import importlib  # noqa: PLC0415  (not loaded by the interpreter: a millisecond)
+
     value = getattr(importlib.import_module(module, __name__), name)
     value.__module__ = "herdexec"
     globals()[name] = value
