@@ -53,8 +53,14 @@ def test_status_strings() -> None:
     assert [str(s) for s in herdexec.Status] == ["success", "retry", "failure"]
 
 
+def printed_by_a_fresh_interpreter(code: str) -> list[str]:
+    """The lines ``code`` prints in an interpreter of its own, where nothing the tests
+    loaded into this one is loaded yet."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return done.stdout.split("\n")
+
+
 def test_import_loads_no_optional_part() -> None:
-    # A fresh interpreter: this one has the control plane loaded by other tests.
     code = (
         "import sys, herdexec\n"
         "heavy = {'prometheus_client', 'bottle', 'wsgiref.simple_server', 'http.server',"
@@ -65,9 +71,7 @@ def test_import_loads_no_optional_part() -> None:
         "herdexec.HerdExecutor(1).shutdown()\n"
         "print('prometheus_client' in sys.modules, 'bottle' in sys.modules)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.split("\n")
+    out = printed_by_a_fresh_interpreter(code)
     assert out[:3] == ["[]", "[]", "True False"]
 
 
@@ -80,9 +84,7 @@ def test_import_leaves_dataclasses_for_later() -> None:
         "    print(herd.stats().submitted, type(herd.stats()) is herdexec.HerdStats)\n"
         "print(herdexec.ExponentialBackoff(jitter=0).delay(2, 0.5))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.split("\n")
+    out = printed_by_a_fresh_interpreter(code)
     assert out == ["False", "0 True", "0.2", ""]
 
 
@@ -95,9 +97,7 @@ def test_control_server_loads_on_first_use() -> None:
         "import inspect\n"
         "print(inspect.signature(herdexec.HerdExecutor).parameters['registry'].default)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.split("\n")
+    out = printed_by_a_fresh_interpreter(code)
     assert out[:2] == ["herdexec True", "prometheus_client.REGISTRY"]
 
 
