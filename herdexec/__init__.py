@@ -10,9 +10,6 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from ._adapt import AIMD as AIMD
-from ._adapt import Gradient as Gradient
-from ._adapt import LimitEstimate as LimitEstimate
 from ._exceptions import BrokenHerd as BrokenHerd
 from ._exceptions import Retry as Retry
 from ._exceptions import WorkFailed as WorkFailed
@@ -22,6 +19,9 @@ from ._work import Status as Status
 from ._work import Work as Work
 
 if TYPE_CHECKING:
+    from ._adapt import AIMD as AIMD
+    from ._adapt import Gradient as Gradient
+    from ._adapt import LimitEstimate as LimitEstimate
     from ._backoff import ExponentialBackoff as ExponentialBackoff
     from ._control._server import ControlServer as ControlServer
     from ._runners._dask import DaskRunner as DaskRunner
@@ -53,13 +53,17 @@ __version__ = "0.1.0"
 
 # Loaded when first asked for (PEP 562): the control plane brings bottle and wsgiref,
 # the runners multiprocessing (Dask itself waits until a DaskRunner is made), and the
-# two dataclasses bring dataclasses and inspect, a third of the import's time otherwise,
-# though most programs never read a statistic nor build a backoff.
+# dataclasses (statistics, backoff, the adaptive algorithms) bring dataclasses and
+# inspect, which would take a third of the import's time, though most programs never
+# read a statistic nor build a backoff or an algorithm.
 _LAZY = {
+    "AIMD": "._adapt",
     "ControlServer": "._control._server",
     "DaskRunner": "._runners._dask",
     "ExponentialBackoff": "._backoff",
+    "Gradient": "._adapt",
     "HerdStats": "._stats",
+    "LimitEstimate": "._adapt",
     "ProcessRunner": "._runners._process",
     "WorkerDied": "._runners._process",
 }

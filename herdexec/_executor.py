@@ -20,14 +20,13 @@ from concurrent.futures import Executor
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, cast
 
-from . import _adapter
-from ._adapt import Algorithm
 from ._herd import Herd
 from ._work import HerdFuture, Status, Work
 
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
 
+    from ._adapt import Algorithm
     from ._control._server import ControlServer
     from ._runners import Bound, Runner
     from ._stats import HerdStats
@@ -161,9 +160,14 @@ class HerdExecutor(Executor):
         max_retries = _check_count(max_retries, "max_retries")
         retry_on = _exception_types(retry_on, "retry_on")
         overload_on = _exception_types(overload_on, "overload_on")
-        algorithm = _adapter.configure(
-            adapt, overload_on, size if size_given else None, max_herd_size=max_herd_size
-        )
+        algorithm: Algorithm | None = None
+        if (adapt is not None and adapt is not False) or overload_on:
+            # The algorithms bring dataclasses and statistics: loaded for adaptive herds.
+            from . import _adapter  # noqa: PLC0415
+
+            algorithm = _adapter.configure(
+                adapt, overload_on, size if size_given else None, max_herd_size=max_herd_size
+            )
         _check_callable(backoff, "backoff")
         if backlog is not None:
             backlog = _check_count(backlog, "backlog")
@@ -193,7 +197,7 @@ class HerdExecutor(Executor):
             initializer = None
             if max_workers is None:
                 size = min(self._runner.default_size(), max_herd_size)
-        if not size_given:
+        if algorithm is not None and not size_given:
             size = _adapter.default_size(algorithm, size)
         self._herd = Herd(
             size=size,
