@@ -94,10 +94,11 @@ class Adapter:
             self._since = perf_counter()
 
     def pin(self, size: int) -> None:
-        """The operator sets the size: adaptation pauses until :meth:`resume`."""
+        """The operator sets the size: adaptation pauses until :meth:`resume`. A
+        resize that the herd refuses (it has ended) changes nothing here either."""
         with self._lock:
-            self.adapting = False
             self._resize(size)
+            self.adapting = False
 
     def pause(self) -> None:
         """Stop adapting; the herd keeps its present size."""
@@ -110,12 +111,15 @@ class Adapter:
         with self._lock:
             if self.adapting:
                 return
+            start = self.algorithm.start(self._herd.size)
+            estimate = LimitEstimate(start.limit, True, self.estimate.baseline)
+            # First, even to the same size: a herd that has ended refuses, and then
+            # nothing has changed.
+            self._resize(self.algorithm.size(estimate))
             self.adapting = True
             self._samples.clear()
-            start = self.algorithm.start(self._herd.size)
-            self.estimate = LimitEstimate(start.limit, True, self.estimate.baseline)
-            self._due = self.algorithm.samples(self.estimate)
-            self._resize_locked(self.algorithm.size(self.estimate))
+            self.estimate = estimate
+            self._due = self.algorithm.samples(estimate)
             self._since = perf_counter()
 
 

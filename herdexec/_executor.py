@@ -251,9 +251,16 @@ class HerdExecutor(Executor):
         running work: surplus gophers leave as they finish. On an adaptive herd, setting
         it pins the size: the algorithm pauses until :attr:`adapting` is set again.
 
+        After :meth:`shutdown` the size can still be set for as long as accepted work
+        remains, which is how a paused herd's shutdown goes on. Once the herd has ended
+        (shut down, and every work it accepted ended) setting it raises, since no
+        gopher will ever start again. ``close_input()`` alone does not end resizing.
+
         Raises:
             TypeError: The new size is not an int.
             ValueError: The new size is negative, or above :attr:`max_herd_size`.
+            RuntimeError: The herd has ended (``"cannot resize the herd after
+                shutdown"``); the size stays as it was.
         """
         return self._herd.size
 
@@ -277,7 +284,8 @@ class HerdExecutor(Executor):
 
         Raises:
             TypeError: The new value is not a bool.
-            RuntimeError: Set on a herd made without ``adapt=``.
+            RuntimeError: Set on a herd made without ``adapt=``, or set to True once
+                the herd has ended (see :attr:`herd_size`).
         """
         return self._herd.adapter is not None and self._herd.adapter.adapting
 

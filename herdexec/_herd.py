@@ -76,6 +76,7 @@ _SHUTDOWN_MESSAGE: Final = "cannot schedule new futures after shutdown"
 _EXIT_MESSAGE: Final = "cannot schedule new futures after interpreter shutdown"
 _CLOSED_MESSAGE: Final = "cannot schedule new futures after close_input()"
 _BROKEN_MESSAGE: Final = "A gopher initializer failed, the herd is not usable anymore"
+_RESIZE_MESSAGE: Final = "cannot resize the herd after shutdown"
 
 
 class _State(enum.Enum):
@@ -128,6 +129,7 @@ class Herd:
         # Notified when a gopher leaves, the size changes or the work runs out.
         self._changed = threading.Condition(self._lock)
         self._state = _State.OPEN
+        self._shut_down = False  # shutdown() was called, even on a broken herd
         self._size = size
         self._prefix = thread_name_prefix
         self._initializer = initializer
@@ -195,6 +197,11 @@ class Herd:
     def bounded_backlog(self) -> int:
         """The backlog's capacity, or 0 when it has no bound."""
         return self._backlog or 0
+
+    @property
+    def shut_down(self) -> bool:
+        """Whether shutdown() has been called (ThreadPoolExecutor's ``_shutdown``)."""
+        return self._shut_down
 
     @property
     def broken(self) -> str | None:
@@ -394,8 +401,15 @@ class Herd:
 
     def resize(self, size: int) -> None:
         """Set the number of gophers: growing takes effect at once; shrinking sends idle
-        gophers away and lets busy ones leave as they finish."""
+        gophers away and lets busy ones leave as they finish.
+
+        Raises:
+            RuntimeError: The herd has ended: shut down, and every work it accepted
+                ended. Until then a resize works, as a paused herd's shutdown needs.
+        """
         with self._lock:
+            if self._shut_down and not self._outstanding_locked():
+                raise RuntimeError(_RESIZE_MESSAGE)
             change, self._size = size - self._size, size
             if self._slots is not None:
                 self._resize_slots_locked(change)
@@ -783,6 +797,7 @@ class Herd:
     def shutdown(self, *, cancel_futures: bool = False) -> None:
         """Stop intake for good; with ``cancel_futures`` cancel what has not started."""
         with self._lock:
+            self._shut_down = True
             if self._state is not _State.BROKEN:
                 self._state = _State.SHUTDOWN
             self._refuse_waiting_locked()

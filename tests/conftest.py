@@ -24,7 +24,7 @@ def make_herd() -> Iterator[Callable[..., HerdExecutor]]:
 
     yield make
     for herd in herds:
-        if herd.herd_size == 0:
+        if herd.herd_size == 0 and herd.stats().outstanding:
             herd.herd_size = 1  # a paused herd would wait forever for its work
         herd.shutdown(wait=True, cancel_futures=True)
 

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from herdexec import ControlServer, HerdExecutor
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
@@ -18,3 +24,25 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
             return False
         time.sleep(0.001)
     return True
+
+
+@contextlib.contextmanager
+def ended_while_serving(herd: HerdExecutor) -> Iterator[ControlServer]:
+    """Serve ``herd``, shut it down, and keep its server open once the herd has ended.
+
+    shutdown() closes the server after the herd has ended and its threads are joined. The
+    last work's done-callbacks run on its gopher after the herd has ended: one that
+    waits holds that thread, and so the server, open for as long as the block runs.
+    """
+    server = herd.serve("127.0.0.1:0")
+    gate, entered, release = threading.Event(), threading.Event(), threading.Event()
+    future = herd.submit(gate.wait, 10)
+    future.add_done_callback(lambda _: (entered.set(), release.wait(10)))
+    herd.shutdown(wait=False)
+    gate.set()
+    assert entered.wait(10)
+    try:
+        yield server
+    finally:
+        release.set()
+        assert wait_until(lambda: server.closed)

@@ -212,6 +212,18 @@ def test_resuming_a_paused_herd_starts_it_again(make_herd: Make, clock: ServiceC
     assert max(service.sizes) > 2
 
 
+def test_an_adaptive_herd_that_has_ended_is_neither_pinned_nor_resumed(make_herd: Make) -> None:
+    herd = make_herd(4, adapt=Gradient(min_size=2, max_size=16), registry=None)
+    herd.adapting = False
+    herd.shutdown()
+    with pytest.raises(RuntimeError, match=r"^cannot resize the herd after shutdown$"):
+        herd.herd_size = 6
+    with pytest.raises(RuntimeError, match=r"^cannot resize the herd after shutdown$"):
+        herd.adapting = True
+    assert (herd.herd_size, herd.adapting) == (4, False)
+    herd.adapting = False  # pausing resizes nothing: still allowed
+
+
 def test_drops_shrink_the_herd_to_min_size_and_no_work_is_stranded(
     make_herd: Make, clock: ServiceClock
 ) -> None:

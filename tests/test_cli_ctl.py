@@ -21,6 +21,8 @@ from prometheus_client import CollectorRegistry
 
 from herdexec import ControlServer, HerdExecutor
 
+from .helpers import ended_while_serving
+
 HERDEXEC = str(Path(sys.executable).with_name("herdexec"))
 TOKEN = "ctl-s3cret"
 
@@ -112,6 +114,18 @@ def test_a_server_that_says_no_is_shown_with_its_message(
     over = ctl("--url", guarded.url, "--token", TOKEN, "set", "9")
     assert over.returncode == 1
     assert "400 Bad Request: Herd size cannot be above 8" in over.stderr
+
+
+def test_set_on_a_herd_that_has_ended_says_so_in_one_line(herd: HerdExecutor) -> None:
+    with ended_while_serving(herd) as server:
+        result = ctl("--url", server.url, "set", "5")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"herdexec ctl: PATCH {server.url}/herd: 409 Conflict:"
+        " cannot resize the herd after shutdown\n"
+    )
+    assert herd.herd_size == 2
 
 
 def test_no_server_there_is_said_plainly() -> None:

@@ -1,4 +1,4 @@
-"""Initializers, a broken herd, interpreter exit and fork."""
+"""Initializers, a broken herd, interpreter exit, fork, and resizing a herd that has ended."""
 
 from __future__ import annotations
 
@@ -221,6 +221,46 @@ def test_cancelling_the_last_work_of_a_paused_herd_ends_its_shutdown(make_herd: 
     future.cancel()
     waiter.join(timeout=10)
     assert not waiter.is_alive()
+
+
+def test_resizing_a_herd_that_has_ended_raises(make_herd: MakeHerd) -> None:
+    herd = make_herd(2)
+    herd.submit(int).result(timeout=10)
+    herd.shutdown()
+    for size in (3, 2, 0):
+        with pytest.raises(RuntimeError, match=r"^cannot resize the herd after shutdown$"):
+            herd.herd_size = size
+    assert herd.stats().herd_size == 2
+    assert herd._threads == frozenset()  # nothing started
+
+
+def test_a_shut_down_herd_resizes_until_its_accepted_work_is_done(make_herd: MakeHerd) -> None:
+    """A paused herd's shutdown goes on once the herd is resized; so resizing stops only
+    once the herd has ended: shut down, and every work it accepted done."""
+    herd = make_herd(0, backlog=None)
+    futures = [herd.submit(int, "4") for _ in range(2)]
+    herd.shutdown(wait=False)
+    herd.herd_size = 1  # accepted work remains: the resize runs it
+    herd.herd_size = 2
+    # A future settles after its work is counted: the second has ended the herd.
+    assert [future.result(timeout=10) for future in futures] == [4, 4]
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        herd.herd_size = 1
+    assert herd.herd_size == 2
+
+
+def test_a_broken_herd_resizes_until_it_is_shut_down(make_herd: MakeHerd) -> None:
+    def init() -> None:
+        raise OSError("no database")
+
+    herd = make_herd(1, initializer=init)
+    assert isinstance(herd.submit(int).exception(timeout=10), BrokenHerd)
+    herd.herd_size = 2  # it starts no gopher: a broken herd runs nothing more
+    assert (herd.stats().busy, herd.stats().idle) == (0, 0)
+    herd.shutdown()
+    with pytest.raises(RuntimeError, match=r"^cannot resize the herd after shutdown$"):
+        herd.herd_size = 3
+    assert herd.herd_size == 2
 
 
 @pytest.mark.parametrize("exc", [SystemExit(1), KeyboardInterrupt()])

@@ -31,7 +31,7 @@ from herdexec import ControlServer, HerdExecutor
 from herdexec._control._routes import MAX_BODY
 from herdexec._control._server import _Handler
 
-from .helpers import wait_until
+from .helpers import ended_while_serving, wait_until
 from .http_helpers import call, call_json, raw
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "quickstart.py"
@@ -624,6 +624,17 @@ def test_a_paused_herd_can_be_resized_while_shutdown_waits(
     waiter.join()
     assert future.result() == 1024
     assert server.closed
+
+
+def test_patch_once_the_herd_has_ended_gets_409(herd: HerdExecutor) -> None:
+    """Between the herd's end and its server's closing, a resize is refused, saying why;
+    one that changes nothing is still answered as such."""
+    with ended_while_serving(herd) as server:
+        status, _, body = call_json(server, "PATCH", "/herd", b'{"num": 5}')
+        assert (status, body) == (409, {"num": 2, "msg": "cannot resize the herd after shutdown"})
+        status, _, body = call_json(server, "PATCH", "/herd", b'{"num": 2}')
+        assert (status, body) == (200, {"num": 2, "msg": "Herd size already 2"})
+    assert herd.herd_size == 2
 
 
 # -- max_herd_size: the cap that PATCH relies on -------------------------------------

@@ -28,6 +28,7 @@ look further afield on a developer's machine.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import threading
@@ -131,6 +132,7 @@ class HerdMachine(RuleBasedStateMachine):
         self.intake: list[tuple[threading.Thread, Task]] = []
         self.census = Census(0)
         self.closed = False
+        self.shut_down = False
         self.herd: HerdExecutor | None = None
         self.numbers = itertools.count()
 
@@ -247,7 +249,7 @@ class HerdMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.steps >= LATE)
     @rule(cancel_futures=st.booleans())
     def shutdown(self, cancel_futures: bool) -> None:
-        self.closed = True
+        self.closed = self.shut_down = True
         self.h.shutdown(wait=False, cancel_futures=cancel_futures)
         self.settle()
 
@@ -329,16 +331,29 @@ class HerdMachine(RuleBasedStateMachine):
         self.settle()
 
     def set_size(self, size: int) -> None:
+        """Resize the herd; once it has ended (shut down, every work it accepted done), it
+        refuses, and then it must have ended."""
         census = self.census
+        ended = self.shut_down and not self.h.stats().outstanding  # it stays ended
         with census.lock:  # no task starts or ends meanwhile
-            if size >= census.size:
-                census.size = size  # before any new gopher can start a work
+            old = census.size
+            census.size = max(size, old)  # before any new gopher can start a work
+            refused = False
+            try:
                 self.h.herd_size = size
+            except RuntimeError:
+                refused = True
+            if refused:
+                census.size = old
+                assert self.shut_down
+                assert not self.h.stats().outstanding
+                assert self.h.herd_size == old
                 return
-            self.h.herd_size = size
-            # Gophers busy without a task begun may have passed the check at the old size.
-            census.slack += max(0, self.h.stats().busy - len(census.running))
-            census.size = size
+            assert not ended, "a herd that had ended took a new size"
+            if size < old:
+                # Gophers busy without a task begun may have passed the check at the old size.
+                census.slack += max(0, self.h.stats().busy - len(census.running))
+                census.size = size
 
     def unsettled(self) -> str:
         """Why the herd may still move by itself, or "" once it waits for the machine:
@@ -407,7 +422,8 @@ class HerdMachine(RuleBasedStateMachine):
             # Whatever failed, leave no herd behind to hang the interpreter's exit.
             for task in self.tasks.values():
                 task.gate.set()
-            herd.herd_size = max(1, herd.herd_size)
+            with contextlib.suppress(RuntimeError):  # a herd that has ended needs no gopher
+                herd.herd_size = max(1, herd.herd_size)
             herd.shutdown(wait=False, cancel_futures=True)
             herdexec._lifecycle.forget(herd._herd)
             raise

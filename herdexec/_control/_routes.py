@@ -145,10 +145,13 @@ class _Routes:
             old = executor.herd_size
             if num == old and adapt is None and not executor.adapting:
                 return _reply(200, {"num": num, "msg": f"Herd size already {num}"})
-            if num is not None:
-                executor.herd_size = num  # on an adaptive herd, this pins it
-            if adapt is not None:
-                executor.adapting = adapt
+            try:
+                if num is not None:
+                    executor.herd_size = num  # on an adaptive herd, this pins it
+                if adapt is not None:
+                    executor.adapting = adapt
+            except RuntimeError as exc:  # the herd has ended: "cannot resize ... after shutdown"
+                return _reply(409, {"num": old, "msg": str(exc)})
             new = executor.herd_size
         how = f" by PATCH /herd from {bottle.request.remote_addr}"
         if new != old:
