@@ -16,7 +16,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
-from concurrent.futures import Executor
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, cast
 
@@ -54,11 +54,22 @@ class _GlobalRegistry:
 _REGISTRY: Final = cast("CollectorRegistry", _GlobalRegistry())
 
 
-class HerdExecutor(Executor):
+class HerdExecutor(ThreadPoolExecutor):
     """A thread pool whose size changes at runtime, whose submit waits for a gopher,
     and whose futures carry a status, retries and a result.
 
     The first four arguments mean what they mean for ``ThreadPoolExecutor``.
+
+    It is a ``ThreadPoolExecutor`` to ``isinstance``, because code asks for one: from
+    Python 3.11 on, ``loop.set_default_executor()`` takes nothing else, and that is
+    where ``asyncio.to_thread()`` runs. It uses none of that class's machinery:
+    ``ThreadPoolExecutor.__init__`` is never called, so no work queue, semaphore or
+    lock of its own is made, and every public method is this class's own (a test
+    checks that none is inherited). The pool's private state that code written for
+    it reads follows the herd instead (``_max_workers``, ``_threads``, ``_broken``,
+    ``_shutdown``). Nothing here depends on how ``ThreadPoolExecutor`` works inside,
+    which changes between Python versions. A wrapper that is a pool only for asyncio
+    would not be the herd that users resize and read.
 
     Args:
         max_workers: The starting herd size; ``None`` picks ThreadPoolExecutor's
@@ -184,6 +195,7 @@ class HerdExecutor(Executor):
         if registry is not None:
             registry = _check_registry(registry)
 
+        # ThreadPoolExecutor.__init__ is not called, on purpose: see the class docstring.
         self._thread_name_prefix = thread_name_prefix or f"HerdExecutor-{self._counter()}"
         self._name = name or self._thread_name_prefix
         self._process = process
@@ -318,22 +330,33 @@ class HerdExecutor(Executor):
         return self._herd.stats()
 
     # Read by code written for ThreadPoolExecutor, and by CPython's own tests of it.
+    # ThreadPoolExecutor has them as plain attributes; here they follow the herd and
+    # cannot be set, which is what the ignores tell mypy.
     @property
-    def _max_workers(self) -> int:
+    def _max_workers(self) -> int:  # type: ignore[override]
         return self._herd.size
 
     @property
-    def _threads(self) -> frozenset[threading.Thread]:
+    def _threads(self) -> frozenset[threading.Thread]:  # type: ignore[override]
         return self._herd.threads()
 
     @property
-    def _broken(self) -> str | bool:
+    def _broken(self) -> str | bool:  # type: ignore[override]
         return self._herd.broken or False
+
+    @property
+    def _shutdown(self) -> bool:  # type: ignore[override]
+        return self._herd.shut_down
 
     # -- intake ----------------------------------------------------------------------
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> HerdFuture[T]:
         """Schedule ``fn(*args, **kwargs)``; with no backlog, block until a gopher takes it.
+
+        Two callers never block: one of this herd's own gophers (a work or a callback
+        that submits to its herd) and a thread that runs an asyncio event loop
+        (``loop.run_in_executor``, ``asyncio.to_thread``). Either would wait for a gopher
+        that is waiting for it, so their work is queued at once, beyond the backlog.
 
         Returns:
             A future whose work has a fresh unique id.

@@ -16,6 +16,12 @@ takes the herd's lock once, as ThreadPoolExecutor's takes its own; the lock othe
 guards the rare paths: starting and stopping gophers, resizing, retries, refusals,
 shutdown and statistics.
 
+Two callers never wait for a slot, since the wait could not end: one of the herd's own
+gophers (a work, or a callback, that submits to its herd), which would wait for a slot
+that only its own work can free; and a thread running an asyncio event loop
+(``loop.run_in_executor``), which would stall the very coroutines a work may be waiting
+for. Their work is queued at once, holding no slot, as a retry holds none.
+
 Gopher threads reference the ``Herd``, never the ``HerdExecutor`` that wraps it, so an
 executor dropped without ``shutdown()`` is collected and its finalizer winds the herd
 down, as an unreferenced ``ThreadPoolExecutor`` does.
@@ -27,6 +33,7 @@ import enum
 import itertools
 import logging
 import queue
+import sys
 import threading
 from bisect import bisect_left
 from collections import deque
@@ -77,6 +84,9 @@ _EXIT_MESSAGE: Final = "cannot schedule new futures after interpreter shutdown"
 _CLOSED_MESSAGE: Final = "cannot schedule new futures after close_input()"
 _BROKEN_MESSAGE: Final = "A gopher initializer failed, the herd is not usable anymore"
 _RESIZE_MESSAGE: Final = "cannot resize the herd after shutdown"
+
+# .herd: the herd whose gopher the current thread is, if it is one.
+_this_thread: Final = threading.local()
 
 
 class _State(enum.Enum):
@@ -249,7 +259,8 @@ class Herd:
                 idle=idle,
                 waiting_submitters=self._waiting,
                 backlog=max(0, queued - idle),  # what the idle gophers cannot take now
-                pending_retries=sum(not f._holds_slot for f in self._due) + len(self._backoffs),
+                pending_retries=sum(f._withdraw is not None for f in self._due)
+                + len(self._backoffs),
                 submitted=self._submitted,
                 succeeded=tally[SUCCEEDED],
                 retried=tally[RETRIED],
@@ -281,7 +292,8 @@ class Herd:
     # -- intake ----------------------------------------------------------------------
 
     def accept(self, future: HerdFuture[Any], timeout: float | None) -> None:
-        """Give ``future`` a slot, blocking until one is free.
+        """Give ``future`` a slot, blocking until one is free; a caller that must not
+        wait (see :meth:`_must_not_wait`) has its work queued without one.
 
         Raises:
             RuntimeError: The herd takes no more work (shut down, input closed).
@@ -292,10 +304,13 @@ class Herd:
         # The path every submit takes: kept short, as ThreadPoolExecutor's is.
         slots = self._slots
         if slots is not None and not _take(slots):
-            self._wait_for_slot(slots, timeout)
+            if self._must_not_wait():
+                future._holds_slot = False
+            else:
+                self._wait_for_slot(slots, timeout)
         with self._lock:
             if self._state is not _OPEN or _lifecycle.exiting:
-                if slots is not None:
+                if slots is not None and future._holds_slot:
                     slots.put(None)
                 self._check_open_locked()
             self._submitted += 1
@@ -305,6 +320,15 @@ class Herd:
             self._ready.put(future)
             if not _take(self._idle) and self._alive < self._size:  # else an idle one takes it
                 self._spawn_locked()
+
+    def _must_not_wait(self) -> bool:
+        """Whether the caller is one of this herd's gophers or runs an asyncio event loop:
+        asked only when no slot is free, so the common path pays nothing for it."""
+        if getattr(_this_thread, "herd", None) is self:
+            return True
+        # Not imported for this: where asyncio was never imported, no loop runs.
+        events = sys.modules.get("asyncio.events")
+        return events is not None and events._get_running_loop() is not None
 
     def _wait_for_slot(self, slots: queue.SimpleQueue[object], timeout: float | None) -> None:
         """Block until a slot token comes, or until the herd refuses this caller.
@@ -446,6 +470,7 @@ class Herd:
     # -- the gophers -----------------------------------------------------------------
 
     def _gopher_main(self, tally: list[Any]) -> None:
+        _this_thread.herd = self  # its own submits never wait: see accept()
         if self._initializer is not None:
             try:
                 self._initializer(*self._initargs)
@@ -816,7 +841,7 @@ class Herd:
     def _drop_cancelled_locked(self) -> None:
         """Take cancelled works off the ready queue, as a gopher would have."""
         kept: list[HerdFuture[Any]] = []
-        dropped = 0
+        dropped = slots = 0
         while True:
             try:
                 future = self._ready.get_nowait()
@@ -825,6 +850,7 @@ class Herd:
             if future is not _WAKE and future.cancelled():
                 future.set_running_or_notify_cancel()  # tells wait() and as_completed()
                 dropped += 1
+                slots += future._holds_slot
             else:
                 kept.append(future)
         for future in kept:
@@ -832,7 +858,7 @@ class Herd:
         if dropped:
             self._retired[CANCELLED] += dropped
             if self._slots is not None:
-                for _ in range(dropped):
+                for _ in range(slots):
                     self._slots.put(None)
             self._wind_down_if_finished_locked()
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
 
-from herdexec import Retry, Status, Work
+from herdexec import HerdExecutor, Retry, Status, Work
 
 
 def square(x: int) -> int:
@@ -107,6 +108,18 @@ def wait_for_file(path: str, timeout: float = 30.0) -> int:
     while not Path(path).exists() and time.monotonic() < deadline:
         time.sleep(0.01)
     return os.getpid()
+
+
+def await_byte(address: tuple[str, int], timeout: float) -> str:
+    """Connect to ``address`` and wait for it to send a byte: a work that waits for its
+    submitter to act after submitting."""
+    with socket.create_connection(address, timeout=timeout) as connection:
+        return connection.recv(1).decode()
+
+
+def submit_square(herd: HerdExecutor, x: int) -> int:
+    """Submit to ``herd`` from the work; a herd cannot be sent to a worker process."""
+    return herd.submit(square, x).result()
 
 
 def process(work: Work) -> Status:

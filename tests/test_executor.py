@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import itertools
 import os
+import queue
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -12,7 +13,7 @@ from concurrent import futures
 
 import pytest
 
-from herdexec import HerdExecutor, HerdFuture, Retry
+from herdexec import HerdExecutor, HerdFuture, Retry, Work
 
 from .helpers import wait_until
 
@@ -322,6 +323,89 @@ def test_a_work_costs_the_garbage_collector_three_objects(make_herd: MakeHerd) -
     assert [f.result(timeout=10) for f in queued] == list(range(count))
     assert all(f.result(timeout=10) for f in blockers)
     assert tracked() - before <= 3 * count + 10
+
+
+@pytest.mark.parametrize("size", [1, 2])
+def test_a_work_submits_to_its_own_busy_herd_without_waiting(
+    make_herd: MakeHerd, size: int
+) -> None:
+    """Each work schedules its children on its own herd and returns, as a download task
+    schedules its remaining chunks on its pool; two levels deep. Every gopher is busy
+    and there is no backlog: a submit that waited for a slot would wait for one that
+    only its own gopher could free. A gopher's submit is queued at once instead."""
+    herd = make_herd(size)
+    every_gopher_busy = threading.Barrier(size)
+    gate = threading.Event()
+    children: queue.SimpleQueue[HerdFuture[tuple[int, ...]]] = queue.SimpleQueue()
+
+    def work(path: tuple[int, ...]) -> tuple[int, ...]:
+        if len(path) == 1:
+            every_gopher_busy.wait(10)  # no child may take a slot a root has not
+        if len(path) < 3:
+            for k in range(3):
+                children.put(herd.submit(work, (*path, k)))
+        if len(path) == 1:
+            gate.wait(10)  # the roots keep every gopher busy while their children queue
+        return path
+
+    roots = [herd.submit(work, (n,)) for n in range(size)]
+    assert wait_until(lambda: herd.stats().backlog == 3 * size), herd.stats()
+    stats = herd.stats()
+    assert (stats.busy, stats.waiting_submitters) == (size, 0)
+    gate.set()
+    found = roots + [children.get(timeout=10) for _ in range(size * (3 + 9))]
+    paths = [future.result(timeout=10) for future in found]
+    assert sorted(paths) == sorted(
+        itertools.chain.from_iterable(
+            itertools.product(range(size), *[range(3)] * depth) for depth in range(3)
+        )
+    )
+    assert wait_until(lambda: herd.stats().succeeded == size * 13)
+    # The queued works held no slot and gave none back: the herd still takes `size`
+    # works, and the next caller waits.
+    hold = threading.Event()
+    submitters = [
+        threading.Thread(target=herd.submit, args=(hold.wait, 10)) for _ in range(size + 1)
+    ]
+    for submitter in submitters:
+        submitter.start()
+
+    def full() -> bool:
+        stats = herd.stats()
+        return (stats.busy, stats.waiting_submitters) == (size, 1)
+
+    assert wait_until(full), herd.stats()
+    hold.set()
+    for submitter in submitters:
+        submitter.join(timeout=10)
+
+
+def test_a_callback_on_a_gopher_submits_without_waiting(make_herd: MakeHerd) -> None:
+    """on_success runs on the gopher while its work still holds the only slot."""
+    followups: queue.SimpleQueue[HerdFuture[int]] = queue.SimpleQueue()
+
+    def follow_up(work: Work) -> None:
+        if work.result < 100:
+            followups.put(herd.submit(abs, -10 * work.result))
+
+    herd = make_herd(1, on_success=follow_up)
+    assert herd.submit(abs, -5).result(timeout=10) == 5
+    assert followups.get(timeout=10).result(timeout=10) == 50
+    assert followups.get(timeout=10).result(timeout=10) == 500
+
+
+def test_a_submit_from_another_herds_gopher_still_waits(make_herd: MakeHerd) -> None:
+    """Only the herd's own gophers skip the wait: a gopher of another herd waits for a
+    slot that this herd's gophers will free, so one herd feeding another keeps its
+    backpressure."""
+    herd = make_herd(1)
+    other = make_herd(1)
+    gate = threading.Event()
+    herd.submit(gate.wait, 10)
+    outer = other.submit(lambda: herd.submit(int, "5").result(timeout=10))
+    assert wait_until(lambda: herd.stats().waiting_submitters == 1)
+    gate.set()
+    assert outer.result(timeout=10) == 5
 
 
 # -- map ---------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ worker process outlives the herd (``no_process_left``), besides what it checks i
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import concurrent.futures
 import logging
@@ -13,8 +14,10 @@ import math
 import multiprocessing
 import os
 import pickle
+import queue
 import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -135,6 +138,58 @@ def test_what_cannot_be_pickled_fails_its_work_only(
     # The one gopher, and its process, go on.
     assert herd.submit(rw.square, 4).result(timeout=30) == 16
     assert herd.stats().failed == 1
+
+
+def test_a_work_in_a_worker_process_cannot_be_given_its_herd(
+    make_herd: Callable[..., HerdExecutor],
+) -> None:
+    """So a work in a worker never submits to its own herd: the herd holds locks and
+    threads and, like a ThreadPoolExecutor, cannot be pickled. The work fails; the herd
+    goes on."""
+    herd = make_herd(1, runner="process")
+    with pytest.raises(TypeError, match="cannot pickle"):
+        herd.submit(rw.submit_square, herd, 3).result(timeout=30)
+    assert herd.submit(rw.square, 3).result(timeout=30) == 9
+
+
+def test_a_callback_on_a_gopher_submits_to_its_own_herd_without_waiting(
+    make_herd: Callable[..., HerdExecutor],
+) -> None:
+    """A process herd's works run in its workers, but its callbacks on the gophers, in
+    this process: on_success submits a follow-up while its work holds the only slot."""
+    followups: queue.SimpleQueue[HerdFuture[int]] = queue.SimpleQueue()
+
+    def follow_up(work: Work) -> None:
+        if work.result < 100:
+            followups.put(herd.submit(rw.square, work.result))
+
+    herd = make_herd(1, runner="process", on_success=follow_up)
+    assert herd.submit(rw.square, 3).result(timeout=30) == 9
+    assert followups.get(timeout=30).result(timeout=30) == 81
+    assert followups.get(timeout=30).result(timeout=30) == 6561
+
+
+def test_an_event_loop_hands_a_busy_process_herd_work_without_blocking(
+    make_herd: Callable[..., HerdExecutor],
+) -> None:
+    """run_in_executor() submits on the loop's thread. The one worker waits for the loop
+    to send it a byte, which the loop does only after handing the herd a second work: a
+    submit that waited for the gopher would hold the loop, and the worker would wait in
+    vain."""
+    herd = make_herd(1, runner="process")
+
+    async def main() -> list[object]:
+        loop = asyncio.get_running_loop()
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            listener.setblocking(False)
+            first = loop.run_in_executor(herd, rw.await_byte, listener.getsockname(), 10.0)
+            second = loop.run_in_executor(herd, rw.square, 7)  # the only slot is taken
+            connection, _ = await loop.sock_accept(listener)
+            with connection:
+                await loop.sock_sendall(connection, b"x")
+                return list(await asyncio.gather(first, second))
+
+    assert asyncio.run(main()) == ["x", 49]
 
 
 def test_initializer_and_its_arguments_must_pickle() -> None:

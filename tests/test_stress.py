@@ -4,6 +4,8 @@
   were already running finish: the limit drops once the herd's busy count has);
 - every submitted work ends exactly once: its future settles once and it runs once per
   attempt;
+- a work that submits a child to its own herd never waits, and the child holds no slot:
+  once all is done, the herd still takes herd_size + backlog works and no more;
 - after shutdown, submitted == succeeded + failed + cancelled, and no gopher is left.
 """
 
@@ -71,6 +73,11 @@ def test_random_resizes_under_load(backlog: int | None) -> None:
     def task(key: str, kind: str) -> str:
         census.enter(key)
         try:
+            if kind == "spawn" and census.attempts[key] == 1:
+                child = herd.submit(task, f"{key}.child", "ok")  # from a gopher: no wait
+                child.add_done_callback(on_settled)
+                with futures_lock:
+                    futures[f"{key}.child"] = ("ok", child)
             if kind == "retry" and census.attempts[key] < 3:
                 raise Retry()
             if kind == "fail":
@@ -92,7 +99,7 @@ def test_random_resizes_under_load(backlog: int | None) -> None:
     def submit(offset: int) -> None:
         local = random.Random(offset)
         for n in range(offset, WORKS, SUBMITTERS):
-            kind = local.choice(["ok", "ok", "ok", "retry", "fail", "cancel"])
+            kind = local.choice(["ok", "ok", "ok", "retry", "fail", "cancel", "spawn"])
             future = herd.submit(task, f"w{n}", kind)
             future.add_done_callback(on_settled)
             if kind == "cancel":
@@ -114,15 +121,21 @@ def test_random_resizes_under_load(backlog: int | None) -> None:
     resize(herd, census, 4)
     for thread in submitters:
         thread.join(timeout=60)
+    # Only works still running make children now: none is left once nothing is.
+    assert wait_until(lambda: not herd.stats().outstanding, timeout=60), herd.stats()
+    stats = herd.stats()
+    if backlog is not None:
+        assert_takes(herd, 4 + backlog)
     herd.shutdown(wait=True)
 
     assert census.violations == []
-    assert len(futures) == WORKS
+    spawned = sum(kind == "spawn" for kind, _ in futures.values())
+    assert len(futures) == WORKS + spawned
     assert not herd._threads
-    stats = herd.stats()
-    assert stats.submitted == WORKS
+    assert stats.submitted == WORKS + spawned
     assert stats.submitted == stats.succeeded + stats.failed + stats.cancelled
-    assert (stats.busy, stats.idle, stats.backlog, stats.pending_retries) == (0, 0, 0, 0)
+    after = herd.stats()
+    assert (after.busy, after.idle, after.backlog, after.pending_retries) == (0, 0, 0, 0)
     outcomes: Counter[str] = Counter()
     for kind, future in futures.values():
         assert future.done()
@@ -150,7 +163,31 @@ def test_random_resizes_under_load(backlog: int | None) -> None:
         if kind == "cancel" and not future.cancelled():
             expected = 1  # it started before cancel() was called
         assert census.attempts[key] == expected, (key, kind)
+        if kind == "spawn":
+            assert f"{key}.child" in futures, key
     assert stats.retried == 2 * sum(kind == "retry" for kind, _ in futures.values())
+
+
+def assert_takes(herd: HerdExecutor, places: int) -> None:
+    """The herd, idle, takes ``places`` works without a wait; one more caller waits."""
+    gate = threading.Event()
+    callers = [
+        threading.Thread(target=herd.submit, args=(gate.wait, 30)) for _ in range(places + 1)
+    ]
+    before = herd.stats().submitted
+    for caller in callers:
+        caller.start()
+
+    def full() -> bool:
+        stats = herd.stats()
+        return (stats.submitted - before, stats.waiting_submitters) == (places, 1)
+
+    try:
+        assert wait_until(full), herd.stats()
+    finally:
+        gate.set()
+        for caller in callers:
+            caller.join(timeout=30)
 
 
 def test_output_chan_delivers_each_work_once_under_resizes() -> None:

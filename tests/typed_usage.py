@@ -3,6 +3,7 @@ it; nothing runs it): herd futures go wherever ``concurrent.futures`` takes a fu
 
 from __future__ import annotations
 
+import asyncio
 from concurrent import futures
 from concurrent.futures import Executor, Future
 
@@ -41,6 +42,10 @@ def use(herd: HerdExecutor) -> tuple[list[int], HerdStats]:
     sent = herd.send_work(Work("w", 1))
     herd.herd_size += 1
     return [*firsts, *squares(herd), sent.result(), future.retries], herd.stats()
+
+
+def default_executor(loop: asyncio.BaseEventLoop, herd: HerdExecutor) -> None:
+    loop.set_default_executor(herd)  # typeshed asks for a ThreadPoolExecutor, as asyncio does
 
 
 with HerdExecutor(2, process=process) as herd:
