@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
 
 import pytest
@@ -64,7 +65,9 @@ def resize(herd: HerdExecutor, census: Census, size: int) -> None:
 
 
 @pytest.mark.parametrize("backlog", [0, 7, None])
-def test_random_resizes_under_load(backlog: int | None) -> None:
+def test_random_resizes_under_load(
+    make_herd: Callable[..., HerdExecutor], backlog: int | None
+) -> None:
     rng = random.Random(1234)
     census = Census(limit=4)
     settled: Counter[str] = Counter()
@@ -90,7 +93,7 @@ def test_random_resizes_under_load(backlog: int | None) -> None:
         with settled_lock:
             settled[future.work.id] += 1  # type: ignore[attr-defined]
 
-    herd = HerdExecutor(4, backlog=backlog, max_retries=3)
+    herd = make_herd(4, backlog=backlog, max_retries=3)  # shut down however the test ends
     futures: dict[str, tuple[str, Future[str]]] = {}
     futures_lock = threading.Lock()
     submitted_all = threading.Event()
