@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, NoReturn, ParamSpec, TypeVar, cast
 
 from ._herd import Herd
 from ._work import HerdFuture, Status, Work
@@ -593,6 +593,15 @@ class HerdExecutor(ThreadPoolExecutor):
             from ._control import _metrics  # noqa: PLC0415  (prometheus_client when used)
 
             _metrics.untrack(self, self._registry)
+
+    def __reduce__(self) -> NoReturn:
+        # A herd is threads and locks in this process, as a ThreadPoolExecutor is: it
+        # cannot be sent to a worker process, or anywhere. Said here, since pickling would
+        # otherwise fail on whichever part it met first (on 3.13, with a warning first).
+        raise TypeError(
+            f"cannot pickle {type(self).__name__!r} object: a herd stays in the process"
+            " that made it"
+        )
 
     def __repr__(self) -> str:
         s = self._herd.stats()

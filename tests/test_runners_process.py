@@ -143,11 +143,11 @@ def test_what_cannot_be_pickled_fails_its_work_only(
 def test_a_work_in_a_worker_process_cannot_be_given_its_herd(
     make_herd: Callable[..., HerdExecutor],
 ) -> None:
-    """So a work in a worker never submits to its own herd: the herd holds locks and
-    threads and, like a ThreadPoolExecutor, cannot be pickled. The work fails; the herd
-    goes on."""
+    """So a work in a worker never submits to its own herd: the herd is threads and
+    locks and, like a ThreadPoolExecutor, cannot be pickled. The work fails, saying so;
+    the herd goes on."""
     herd = make_herd(1, runner="process")
-    with pytest.raises(TypeError, match="cannot pickle"):
+    with pytest.raises(TypeError, match=r"^cannot pickle 'HerdExecutor' object: a herd stays"):
         herd.submit(rw.submit_square, herd, 3).result(timeout=30)
     assert herd.submit(rw.square, 3).result(timeout=30) == 9
 
