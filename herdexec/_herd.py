@@ -259,6 +259,8 @@ class Herd:
                 idle=idle,
                 waiting_submitters=self._waiting,
                 backlog=max(0, queued - idle),  # what the idle gophers cannot take now
+                # A retry carries its _withdraw; a work handed back after a shrink, or
+                # queued without a slot, is not one.
                 pending_retries=sum(f._withdraw is not None for f in self._due)
                 + len(self._backoffs),
                 submitted=self._submitted,

@@ -161,7 +161,9 @@ class HerdFuture(Future[T]):
         self._args = args
         self._kwargs = kwargs
         self._process = process  # fn is a process function: it returns the Status
-        self._holds_slot = True  # a slot token, given back when a gopher is done with it
+        # A slot token, given back when a gopher is done with it; the herd sets it False
+        # for a work that holds none (a waiting retry, a submit that must not wait).
+        self._holds_slot = True
         # Set by the herd while a retry waits, so cancel() can take it back.
         self._withdraw: Callable[[HerdFuture[Any]], None] | None = None
 
