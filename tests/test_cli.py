@@ -648,12 +648,14 @@ def test_ctrl_c_on_a_paused_run(background: type[Run], tmp_path: Path) -> None:
 
 def test_a_run_loads_only_what_it_uses() -> None:
     # Each of these would add to every run's start-up (prometheus_client and the
-    # http.server it loads, most of all): only --serve, ctl and --progress need them.
+    # http.server it loads, most of all): only --serve, ctl and --progress need them,
+    # --backoff and --adapt the dataclasses (and statistics) of the herd's options.
     code = (
         "import sys\n"
         "from herdexec._cli._main import main\n"
         "code = main(['run', '--no-progress', '--', 'true'])\n"
-        "heavy = {'prometheus_client', 'bottle', 'http.server', 'urllib.request', 'tqdm'}\n"
+        "heavy = {'prometheus_client', 'bottle', 'http.server', 'urllib.request', 'tqdm',"
+        " 'herdexec._cli._ctl', 'json', 'dataclasses', 'statistics'}\n"
         "print(code, sorted(heavy & set(sys.modules)))\n"
     )
     result = subprocess.run(
@@ -667,6 +669,15 @@ def test_a_run_loads_only_what_it_uses() -> None:
 
 
 # -- help --------------------------------------------------------------------------
+
+
+def test_help_loads_nothing_that_runs_jobs() -> None:
+    # -X importtime names every module loaded.
+    result = herdexec("run", "--help", env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"})
+    assert result.returncode == 0
+    loaded = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()}
+    assert "herdexec._cli._main" in loaded
+    assert not loaded & {"herdexec._cli._run", "herdexec._cli._ctl", "subprocess"}
 
 
 def test_help_documents_every_option() -> None:

@@ -64,13 +64,15 @@ def test_get_prints_the_herd_as_json(server: ControlServer) -> None:
 
 
 def test_get_starts_without_the_control_plane(server: ControlServer) -> None:
-    # The client needs neither prometheus_client nor the server's bottle and wsgiref:
-    # its start-up should not pay for them. -X importtime names every module loaded.
+    # The client needs neither prometheus_client nor the server's bottle and wsgiref,
+    # nor what runs jobs: its start-up should not pay for them. -X importtime names
+    # every module loaded.
     result = ctl("--url", server.url, "get", env={"PYTHONPROFILEIMPORTTIME": "1"})
     assert result.returncode == 0
     loaded = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()}
     assert "herdexec._cli._ctl" in loaded
     assert not loaded & {"prometheus_client", "bottle", "wsgiref", "http.server"}
+    assert not loaded & {"herdexec._cli._run", "herdexec._cli._jobs", "subprocess"}
 
 
 def test_the_url_may_omit_the_scheme_or_come_from_the_environment(server: ControlServer) -> None:

@@ -10,16 +10,13 @@ from __future__ import annotations
 import json
 import sys
 import urllib.parse
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, TextIO
+from typing import TYPE_CHECKING, Final, NamedTuple, TextIO
 
 if TYPE_CHECKING:
     import urllib.error
 
-__all__ = ["DEFAULT_URL", "CtlError", "CtlOptions", "ctl", "normalize_url"]
+__all__ = ["CtlError", "CtlOptions", "ctl", "normalize_url"]
 
-#: Where ``HerdExecutor.serve()`` listens by default.
-DEFAULT_URL: Final = "http://127.0.0.1:2112"
 #: Seconds to wait for the server to answer.
 _TIMEOUT: Final = 10.0
 #: Exit statuses: the server refused the request, or could not be reached at all.
@@ -27,12 +24,11 @@ REFUSED: Final = 1
 UNREACHABLE: Final = 3
 
 
-@dataclass(frozen=True)
-class CtlOptions:
+class CtlOptions(NamedTuple):
     """``herdexec ctl``'s command line."""
 
     action: str  # "get", "set", "adapt" or "metrics"
-    url: str = DEFAULT_URL  # the server's base URL, as normalize_url() gives it
+    url: str  # the server's base URL, as normalize_url() gives it
     token: str | None = None
     size: int | None = None  # for "set"
 

@@ -15,8 +15,7 @@ by ``fail``, 1; by ``done``, 1 if some job had failed by then, else 0.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from ._report import printable
 
@@ -26,8 +25,7 @@ _FORM: Final = re.compile(r"(soon|now),(fail|success|done)=(\d+(?:\.\d+)?)(%?)")
 _WORDS: Final = {"fail": "failed", "success": "succeeded", "done": "ended"}
 
 
-@dataclass(frozen=True)
-class Halt:
+class Halt(NamedTuple):
     """A ``--halt`` condition.
 
     Attributes:

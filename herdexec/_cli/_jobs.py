@@ -25,12 +25,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import IO, Any, Final
+from typing import IO, Any, Final, NamedTuple
 
 from herdexec import Retry
 
-__all__ = ["Captured", "Job", "JobOver", "JobStatus", "Runner", "build_argv"]
+__all__ = ["NO_OUTPUT", "Captured", "Job", "JobOver", "JobStatus", "Runner", "argv_builder"]
 
 #: Seconds a job has, after SIGTERM, to exit before it gets SIGKILL.
 KILL_GRACE: Final = 1.0
@@ -66,42 +65,64 @@ class JobStatus(enum.Enum):
         return self.value
 
 
-def build_argv(template: list[str], item: str) -> list[str]:
-    """The command for ``item``: each ``{}`` in ``template`` replaced by it, or, if no
-    argument holds a ``{}``, the item appended as one more argument."""
+def argv_builder(template: list[str]) -> Callable[[str], list[str]]:
+    """What makes the command for an item: each ``{}`` in ``template`` replaced by it,
+    or, if no argument holds a ``{}``, the item appended as one more argument. (Looked
+    for once, not for every item.)"""
     if any(_PLACEHOLDER in arg for arg in template):
-        return [arg.replace(_PLACEHOLDER, item) for arg in template]
-    return [*template, item]
+        return lambda item: [arg.replace(_PLACEHOLDER, item) for arg in template]
+    return lambda item: [*template, item]
 
 
-@dataclass(eq=False)
-class Captured:
+class Captured(NamedTuple):
     """A finished attempt's stdout and stderr: bytes, or a file for large output."""
 
     stdout: bytes | IO[bytes] = b""
     stderr: bytes | IO[bytes] = b""
 
     def close(self) -> None:
-        for stream in (self.stdout, self.stderr):
+        for stream in self:
             if not isinstance(stream, bytes):
                 stream.close()
 
 
-@dataclass(eq=False)
-class Job:
-    """One input item and what became of it; written only by the attempt running it."""
+#: An attempt that wrote nothing: shared, since most write nothing and it holds no file.
+NO_OUTPUT: Final = Captured()
 
-    seq: int  # the item's place in the input, from 1
-    item: str
-    argv: list[str]
-    status: JobStatus = JobStatus.NOT_STARTED
-    attempts: int = 0
-    exit_code: int | None = None
-    started: float | None = None  # time.time() at the first attempt
-    duration: float | None = None  # from the first attempt's start to the last's end
-    reason: str = ""  # why the command could not be run, if it could not
-    output: Captured = field(default_factory=Captured)
-    _start_clock: float = 0.0
+
+class Job:
+    """One input item and what became of it; written only by the attempt running it.
+
+    A plain class with slots rather than a dataclass: one is made per item, and
+    dataclasses would cost every run the import of inspect.
+    """
+
+    __slots__ = (
+        "_start_clock",
+        "argv",
+        "attempts",
+        "duration",
+        "exit_code",
+        "item",
+        "output",
+        "reason",
+        "seq",
+        "started",
+        "status",
+    )
+
+    def __init__(self, seq: int, item: str, argv: list[str]) -> None:
+        self.seq = seq  # the item's place in the input, from 1
+        self.item = item
+        self.argv = argv
+        self.status = JobStatus.NOT_STARTED
+        self.attempts = 0
+        self.exit_code: int | None = None
+        self.started: float | None = None  # time.time() at the first attempt
+        self.duration: float | None = None  # from the first attempt's start to the last's end
+        self.reason = ""  # why the command could not be run, if it could not
+        self.output = NO_OUTPUT
+        self._start_clock = 0.0
 
 
 class JobOver(Exception):
@@ -202,7 +223,7 @@ class Runner:
             job.started, job._start_clock = time.time(), time.monotonic()
         job.attempts += 1
         job.output.close()
-        job.output = Captured()
+        job.output = NO_OUTPUT
         stdout, stderr = _capture_file(), _capture_file()
         try:
             try:
@@ -218,7 +239,8 @@ class Runner:
                 self._cannot_run(job, exc)
                 raise JobOver(job.reason) from exc
             timed_out = self._wait(process)
-            job.output = Captured(_collect(stdout), _collect(stderr))
+            out, err = _collect(stdout), _collect(stderr)
+            job.output = Captured(out, err) if out or err else NO_OUTPUT
         finally:
             for fd in (stdout, stderr):
                 os.close(fd)

@@ -3,7 +3,9 @@
 This module is the command line itself: the parsers, whose ``--help`` is the reference
 (docs/cli.md says the same at length), the checks that turn a bad command line into
 exit status 2, and the files opened before anything runs. The work is in
-:mod:`herdexec._cli._run` and :mod:`herdexec._cli._ctl`.
+:mod:`herdexec._cli._run` and :mod:`herdexec._cli._ctl`, each loaded by the command
+that needs it: ``herdexec ctl`` and ``--help`` never load what runs jobs (subprocess,
+the reporter), and ``herdexec run`` never loads the HTTP client.
 """
 
 from __future__ import annotations
@@ -15,26 +17,18 @@ import os
 import stat
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from typing import Final, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from herdexec import __version__
 
-from ._ctl import DEFAULT_URL, CtlError, CtlOptions, ctl, normalize_url
-from ._halt import Halt, parse_halt
-from ._report import Joblog, printable
-from ._resume import ResumeError, resume
-from ._run import (
-    IO_FAILURE,
-    RunOptions,
-    ServeError,
-    count_items,
-    dry_run,
-    input_failure,
-    read_items,
-    run,
-)
+if TYPE_CHECKING:
+    from ._halt import Halt
+    from ._report import Joblog
 
 __all__ = ["main"]
+
+#: ``herdexec ctl``'s default --url: where ``HerdExecutor.serve()`` listens by default.
+DEFAULT_URL: Final = "http://127.0.0.1:2112"
 
 #: The largest -j, and the largest size a resize may ask for.
 MAX_JOBS: Final = 10_000
@@ -147,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args, unknown = parser.parse_known_args(argv)
         sub = subparsers[args.subcommand]
         if unknown:  # said with the subcommand's usage, not the top-level one
-            sub.error(f"unrecognized arguments: {' '.join(map(printable, unknown))}")
+            sub.error(f"unrecognized arguments: {' '.join(map(_printable, unknown))}")
         if args.subcommand == "ctl":
             return _ctl(sub, args)
         return _run(sub, args)
@@ -156,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(sub: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from ._run import IO_FAILURE, RunOptions, ServeError, dry_run, input_failure, run  # noqa: PLC0415
+
     command = list(args.command)
     if command[:1] == ["--"]:
         command = command[1:]
@@ -218,6 +214,8 @@ def _input_and_joblog(
     if resuming is not None and args.joblog is None:
         sub.error(f"{resuming} needs --joblog FILE: the joblog of the run to resume")
     percent = args.halt is not None and args.halt.percent and not args.dry_run
+    from ._run import count_items, read_items  # noqa: PLC0415
+
     fd = _open_items(sub, args.arg_file)
     total = count_items(fd) if progress or percent else None
     items = read_items(fd)
@@ -226,11 +224,13 @@ def _input_and_joblog(
         joblog = _open_joblog(sub, args.joblog, append=resuming is not None)
     skip: frozenset[int] = frozenset()
     if resuming is not None:
+        from ._resume import ResumeError, resume  # noqa: PLC0415
+
         earlier = joblog.earlier if joblog is not None else _read_joblog(sub, args.joblog)
         try:
             plan = resume(earlier, items, failed=args.resume_failed)
         except ResumeError as exc:
-            sub.error(f"{resuming}: --joblog {printable(args.joblog)}: {exc}")
+            sub.error(f"{resuming}: --joblog {_printable(args.joblog)}: {exc}")
         if joblog is not None:
             _cut_joblog(sub, joblog, plan.kept)
         items, skip = plan.items, plan.skip
@@ -241,13 +241,15 @@ def _input_and_joblog(
 
 
 def _ctl(sub: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from ._ctl import CtlError, CtlOptions, ctl, normalize_url  # noqa: PLC0415
+
     url, given_as = args.url, "--url"
     if url is None:
         url, given_as = os.environ.get("HERDEXEC_URL", DEFAULT_URL), "$HERDEXEC_URL"
     try:
         url = normalize_url(url)
     except ValueError as exc:  # ftp://, https://: refused before any connection
-        sub.error(f"{given_as} {printable(url)}: {exc}")
+        sub.error(f"{given_as} {_printable(url)}: {exc}")
     options = CtlOptions(action=args.action, url=url, token=args.token, size=args.size)
     try:
         return ctl(options)
@@ -264,22 +266,24 @@ def _open_items(sub: argparse.ArgumentParser, path: str | None) -> int:
         if stat.S_ISDIR(os.fstat(fd).st_mode):
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
     except OSError as exc:
-        sub.error(f"-a {printable(path or '-')}: {exc.strerror}")
+        sub.error(f"-a {_printable(path or '-')}: {exc.strerror}")
     return fd
 
 
 def _open_joblog(sub: argparse.ArgumentParser, path: str, *, append: bool) -> Joblog:
+    from ._report import Joblog  # noqa: PLC0415
+
     try:
         return Joblog(path, append=append)
     except OSError as exc:  # /tmp, say, or /dev/full, where the header cannot be written
-        sub.error(f"--joblog {printable(path)}: {exc.strerror}")
+        sub.error(f"--joblog {_printable(path)}: {exc.strerror}")
 
 
 def _cut_joblog(sub: argparse.ArgumentParser, joblog: Joblog, kept: int) -> None:
     try:
         joblog.cut(kept)
     except OSError as exc:
-        sub.error(f"--joblog {printable(joblog.path)}: {exc.strerror}")
+        sub.error(f"--joblog {_printable(joblog.path)}: {exc.strerror}")
 
 
 def _read_joblog(sub: argparse.ArgumentParser, path: str) -> bytes:
@@ -290,7 +294,15 @@ def _read_joblog(sub: argparse.ArgumentParser, path: str) -> bytes:
     except FileNotFoundError:
         return b""
     except OSError as exc:
-        sub.error(f"--joblog {printable(path)}: {exc.strerror}")
+        sub.error(f"--joblog {_printable(path)}: {exc.strerror}")
+
+
+def _printable(text: str) -> str:
+    """:func:`herdexec._cli._report.printable`, loaded only when ctl needs it (to say
+    what was wrong): it comes with what runs jobs."""
+    from ._report import printable  # noqa: PLC0415
+
+    return printable(text)
 
 
 # -- the parsers -------------------------------------------------------------------
@@ -504,6 +516,8 @@ def _size_bounds(text: str) -> tuple[int, int]:
 
 
 def _halt(text: str) -> Halt | None:
+    from ._halt import parse_halt  # noqa: PLC0415  (with --halt only)
+
     try:
         return parse_halt(text)
     except ValueError as exc:

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import IO, BinaryIO, Final, TextIO
 
-from ._jobs import Captured, Job, JobStatus
+from ._jobs import NO_OUTPUT, Captured, Job, JobStatus
 
 __all__ = [
     "JOBLOG_HEADER",
@@ -274,7 +274,7 @@ class Reporter:
         with a note, and drop its stdout (the attempt that counts will write its own)."""
         self._streams.output(Captured(stderr=job.output.stderr), _note(job, retrying=True))
         job.output.close()
-        job.output = Captured()
+        job.output = NO_OUTPUT
 
     def close(self) -> None:
         """Pass on (and log) whatever is still held, in order, and close the joblog."""
@@ -300,7 +300,7 @@ class Reporter:
             written = self._streams.output(job.output, _note(job))
         finally:
             job.output.close()
-            job.output = Captured()
+            job.output = NO_OUTPUT
         if not written and job.status is JobStatus.SUCCESS:
             job.status = JobStatus.OUTPUT_LOST
             self.succeeded -= 1

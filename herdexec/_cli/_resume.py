@@ -19,8 +19,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from ._jobs import JobStatus
 from ._report import JOBLOG_HEADER, TSV_ESCAPES, printable
@@ -42,8 +41,7 @@ class ResumeError(Exception):
     """The joblog is not one, or the input is not the one it logged (says which)."""
 
 
-@dataclass(frozen=True)
-class Resume:
+class Resume(NamedTuple):
     """What to run on resuming.
 
     Attributes:

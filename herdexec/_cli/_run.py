@@ -35,18 +35,17 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass
 from functools import partial
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
-from herdexec import ExponentialBackoff, Gradient, HerdExecutor, HerdFuture, Retry
+from herdexec import HerdExecutor, HerdFuture, Retry
 
-from ._halt import Halt
-from ._jobs import KILL_GRACE, Captured, Job, JobOver, JobStatus, Runner, build_argv
+from ._jobs import KILL_GRACE, Captured, Job, JobOver, JobStatus, Runner, argv_builder
 from ._report import Joblog, Reporter, Streams, printable
 
 if TYPE_CHECKING:
+    from ._halt import Halt
     from ._progress import Progress
 
 __all__ = [
@@ -84,8 +83,7 @@ class ServeError(Exception):
     """The control server cannot listen where ``--serve`` says (the message says why)."""
 
 
-@dataclass(frozen=True)
-class RunOptions:
+class RunOptions(NamedTuple):
     """``herdexec run``'s command line, checked, with its files open."""
 
     command: list[str]
@@ -114,15 +112,21 @@ def read_items(fd: int) -> Iterator[str]:
     It reads the descriptor itself, not through ``sys.stdin``: a feeder thread still
     blocked in a read when the run ends must hold no lock that the interpreter's
     shutdown would wait for (it aborts, "could not acquire lock for <stdin>").
+
+    Each read's whole lines are decoded at once: a newline byte is never part of a
+    multibyte character, nor of an undecodable sequence, so that decodes every line
+    as ``os.fsdecode`` would, for a fraction of the calls.
     """
+    encoding, errors = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
     rest = b""
     while chunk := os.read(fd, _READ_SIZE):
-        *lines, rest = (rest + chunk).split(b"\n")
-        for line in lines:
-            if line:
-                yield os.fsdecode(line)
+        whole, newline, rest = (rest + chunk).rpartition(b"\n")
+        if newline:
+            for line in whole.decode(encoding, errors).split("\n"):
+                if line:
+                    yield line
     if rest:
-        yield os.fsdecode(rest)
+        yield rest.decode(encoding, errors)
 
 
 def dry_run(options: RunOptions) -> int:
@@ -130,11 +134,12 @@ def dry_run(options: RunOptions) -> int:
     exit status of a failed input or output."""
     failures: list[OSError] = []
     streams = Streams(sys.stdout, sys.stderr, failures.append)
+    argv_for = argv_builder(options.command)
     try:
         for seq, item in enumerate(options.items, 1):
             if seq in options.skip:
                 continue
-            line = os.fsencode(shlex.join(build_argv(options.command, item))) + b"\n"
+            line = os.fsencode(shlex.join(argv_for(item))) + b"\n"
             if not streams.output(Captured(stdout=line), None):
                 code, what = _stdout_failure(failures[0])
                 streams.message(what)
@@ -172,27 +177,32 @@ class _Run:
         # Metrics only for /metrics: loading prometheus_client (and the http.server it
         # brings along) would cost a run that serves nothing more than all its other
         # start-up.
-        metrics: dict[str, Any] = {} if options.serve is not None else {"registry": None}
+        herd: dict[str, Any] = {} if options.serve is not None else {"registry": None}
+        # The backoff and the adaptive algorithm only when asked for: each would load
+        # dataclasses (and Gradient statistics too) at every run's start.
+        if options.backoff:
+            from herdexec import ExponentialBackoff  # noqa: PLC0415
+
+            maximum = max(_MAX_BACKOFF, options.backoff)
+            herd["backoff"] = ExponentialBackoff(options.backoff, maximum=maximum)
+        if options.adapt is not None:
+            from herdexec import Gradient  # noqa: PLC0415
+
+            herd["adapt"] = Gradient(min_size=options.adapt[0], max_size=options.adapt[1])
         self._executor = HerdExecutor(
             options.jobs,
             thread_name_prefix="herdexec-run",
             name="herdexec-run",
             max_retries=options.retries,
-            backoff=(
-                ExponentialBackoff(options.backoff, maximum=max(_MAX_BACKOFF, options.backoff))
-                if options.backoff
-                else None
-            ),
             logger=logger,
-            adapt=None
-            if options.adapt is None
-            else Gradient(min_size=options.adapt[0], max_size=options.adapt[1]),
-            **metrics,
+            **herd,
         )
         self._progress: Progress | None = None
         # Guards what the feeder, the gophers and the main thread share below.
         self._lock = threading.Lock()
-        self._waiting: dict[Job, HerdFuture[None]] = {}  # submitted, not yet ended
+        # Submitted and not yet ended, for the jobs that may wait for a retry (none do
+        # without --retries: nothing to track then, for every job).
+        self._waiting: dict[Job, HerdFuture[None]] | None = {} if options.retries else None
         self._unreported = 0  # items read and not yet through the reporter
         self._intake_over = False  # the feeder has stopped
         self._input_complete = False  # ... at the end of the input
@@ -339,6 +349,8 @@ class _Run:
         Swept on every tick while the run stops, since a job failing now may be put to
         wait for its retry just after a sweep.
         """
+        if self._waiting is None:
+            return
         with self._lock:
             waiting = list(self._waiting.values())
         for future in waiting:
@@ -369,11 +381,11 @@ class _Run:
 
     def _feed(self) -> None:
         try:
-            skip, command = self._options.skip, self._options.command
+            skip, argv_for = self._options.skip, argv_builder(self._options.command)
             for seq, item in enumerate(self._options.items, 1):
                 if seq in skip:
                     self._reporter.skip(seq)
-                elif not self._submit(Job(seq, item, build_argv(command, item))):
+                elif not self._submit(Job(seq, item, argv_for(item))):
                     return
             self._input_complete = True
         except OSError as exc:
@@ -398,8 +410,9 @@ class _Run:
         except RuntimeError:  # close_input() while we waited for a gopher
             self._report(job)
             return False
-        with self._lock:
-            self._waiting[job] = future
+        if self._waiting is not None:
+            with self._lock:
+                self._waiting[job] = future
         future.add_done_callback(partial(self._ended, job))
         return True
 
@@ -430,12 +443,13 @@ class _Run:
 
     def _ended(self, job: Job, future: Future[None]) -> None:
         """A job's future settled: done, failed for good, or cancelled."""
-        if not future.cancelled():
+        if job.status is not JobStatus.SUCCESS and not future.cancelled():
             exc = future.exception()
             if exc is not None and not isinstance(exc, (Retry, JobOver)):
                 job.status, job.reason = JobStatus.FAILURE, f"internal error: {exc!r}"
-        with self._lock:
-            self._waiting.pop(job, None)
+        if self._waiting is not None:
+            with self._lock:
+                self._waiting.pop(job, None)
         self._report(job)
 
     def _report(self, job: Job) -> None:
