@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from typing import IO, Any, Final, NamedTuple
 
-from herdexec import Retry
+from herdexec import Retry, Status, Work
 
 __all__ = ["NO_OUTPUT", "Captured", "Job", "JobOver", "JobStatus", "Runner", "argv_builder"]
 
@@ -185,13 +185,15 @@ class Runner:
         """Let go of what the jobs shared; after the last attempt."""
         os.close(self._devnull)
 
-    def attempt(self, job: Job) -> None:
-        """One attempt at ``job``, on a gopher thread.
+    def attempt(self, work: Work) -> Status:
+        """One attempt at the job that ``work`` carries, on a gopher thread (the herd's
+        process function).
 
-        Returns on success. Raises :class:`herdexec.Retry` on a failure worth another
+        Returns SUCCESS. Raises :class:`herdexec.Retry` on a failure worth another
         attempt, so that the herd retries the job with its backoff; raises
         :class:`JobOver`, which the herd does not retry, when the job is over anyway.
         """
+        job: Job = work.body
         with self._lock:
             if self._stopping:
                 raise JobOver("intake stopped")
@@ -205,7 +207,7 @@ class Runner:
         job.exit_code = code if code >= 0 else 128 - code  # a signal, as the shell says it
         if code == 0:
             job.status = JobStatus.SUCCESS
-            return
+            return Status.SUCCESS
         if self._kill_signal is not None:
             job.status = JobStatus.KILLED
             raise JobOver("killed")

@@ -1,11 +1,12 @@
 """``herdexec run``: read items, run a command for each on a herd, report, and stop cleanly.
 
-Three kinds of thread share the work. A feeder thread reads the input and submits one job
-per item; ``submit`` blocks until a gopher takes it, so the input is read no faster than
-the herd runs it. The gophers run the jobs (:mod:`herdexec._cli._jobs`) and report each one
-as it ends (:mod:`herdexec._cli._report`). The main thread does nothing but wait on one
-pipe for what happens: a signal, the end of the run, a failure of herdexec's own input
-or output, each one byte.
+Three kinds of thread share the work. An input thread reads the input, a few dozen
+items ahead, into a queue. The gophers run the jobs (:mod:`herdexec._cli._jobs`),
+report each one as it ends (:mod:`herdexec._cli._report`), and take the next item from
+the queue on the way: a job is made of an item, and the item counts as read, only as it
+is handed to the herd, so the input is read no faster than the herd runs it (see "the
+intake" below). The main thread does nothing but wait on one pipe for what happens: a
+signal, the end of the run, a failure of herdexec's own input or output, each one byte.
 Signals arrive there through ``signal.set_wakeup_fd``, which the interpreter writes to
 from whichever thread the kernel gave the signal to; a Python handler would run only
 once the main thread woke up for some other reason. And since the handlers do nothing,
@@ -14,10 +15,11 @@ no handler ever runs herd code in the middle of herd code on the main thread.
 Stopping, whether by Ctrl-C, SIGTERM, a reader that went away, an input, stdout or
 joblog that failed, or a ``--halt`` condition met (which the thread that reported the
 job acts on at once, so that its gopher starts nothing more): intake closes
-(``close_input()`` wakes the feeder's blocked submit), jobs waiting for a retry are
-cancelled, and running jobs finish; jobs killed on the way are reported like any other.
-The run is over once every item read has been reported, whatever the feeder is doing
-then: it may be blocked reading a terminal or a pipe that will never say more.
+(``close_input()`` wakes a send_work() that waits), the job read and waiting for a
+gopher is reported as not started, jobs waiting for a retry are cancelled, and running
+jobs finish; jobs killed on the way are reported like any other. The run is over once
+every item read has been reported, whatever the input thread is doing then: it may be
+blocked reading a terminal or a pipe that will never say more.
 """
 
 from __future__ import annotations
@@ -33,13 +35,14 @@ import stat
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future
+from concurrent import futures
 from functools import partial
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
-from herdexec import HerdExecutor, HerdFuture, Retry
+from herdexec import HerdExecutor, HerdFuture, Retry, Work
 
 from ._jobs import KILL_GRACE, Captured, Job, JobOver, JobStatus, Runner, argv_builder
 from ._report import Joblog, Reporter, Streams, printable
@@ -67,6 +70,10 @@ IO_FAILURE: Final = 3
 #: cancel while the run stops.
 _TICK: Final = 0.2
 _READ_SIZE: Final = 64 * 1024
+#: Items the input thread takes ahead of the herd (not read yet: see "the intake"), and
+#: how few of them wake it to take more.
+_AHEAD: Final = 64
+_LOW: Final = 16
 #: The longest wait between retries, however large --backoff is.
 _MAX_BACKOFF: Final = 60.0
 # Events on the wakeup pipe besides signal numbers, which are below 65.
@@ -189,10 +196,14 @@ class _Run:
             from herdexec import Gradient  # noqa: PLC0415
 
             herd["adapt"] = Gradient(min_size=options.adapt[0], max_size=options.adapt[1])
+        # send_work() (which can give up at once, where submit() waits) hands the jobs
+        # over: see "the intake" below.
         self._executor = HerdExecutor(
             options.jobs,
             thread_name_prefix="herdexec-run",
             name="herdexec-run",
+            process=self._runner.attempt,
+            output=False,
             max_retries=options.retries,
             logger=logger,
             **herd,
@@ -200,11 +211,18 @@ class _Run:
         self._progress: Progress | None = None
         # Guards what the feeder, the gophers and the main thread share below.
         self._lock = threading.Lock()
-        # Submitted and not yet ended, for the jobs that may wait for a retry (none do
-        # without --retries: nothing to track then, for every job).
-        self._waiting: dict[Job, HerdFuture[None]] | None = {} if options.retries else None
+        # Given to the herd and not yet ended, for the jobs that may wait for a retry
+        # (none do without --retries: nothing to track then, for every job).
+        self._waiting: dict[Job, HerdFuture[Any]] | None = {} if options.retries else None
+        # The intake (see below).
+        self._argv_for = argv_builder(options.command)
+        self._queue: deque[tuple[int, str]] = deque()  # taken from the input, not yet read
+        self._next: Job | None = None  # read, and waiting for a gopher
+        self._sending = False  # the input thread waits in send_work() with the next job
+        self._in_flight = 0  # jobs given (or being given) to the herd and not yet ended
+        self._wanted = threading.Condition(self._lock)  # wakes the input thread
         self._unreported = 0  # items read and not yet through the reporter
-        self._intake_over = False  # the feeder has stopped
+        self._intake_over = False  # the input thread has stopped
         self._input_complete = False  # ... at the end of the input
         self._stop_code: int | None = None  # why the run stops early, as an exit status
         self._stop_note = ""  # ... and in words, for the summary
@@ -267,7 +285,8 @@ class _Run:
         interrupts = 0
         kill_at: float | None = None  # when jobs sent SIGTERM get SIGKILL
         while True:
-            ticking = self._progress is not None or self._stop_code is not None
+            waiting = self._next is not None and self._stop_code is None
+            ticking = self._progress is not None or self._stop_code is not None or waiting
             timeout = _TICK if ticking else None
             if kill_at is not None:
                 timeout = min(_TICK, max(0.0, kill_at - time.monotonic()))
@@ -293,6 +312,8 @@ class _Run:
                 kill_at = None
             if self._stop_code is not None:
                 self._cancel_retries()
+            elif self._next is not None:  # a gopher that nobody heard come free?
+                self._hand_over(force=True)
             self._show_progress()
 
     def _show_progress(self) -> None:
@@ -307,6 +328,7 @@ class _Run:
     def _resize(self, change: int) -> None:
         size = self._executor.herd_size + change
         self._executor.herd_size = max(0, min(size, self._executor.max_herd_size))
+        self._hand_over()
 
     def _stop(self, code: int, failure: str | None = None) -> None:
         """Start no more jobs; running ones finish. ``failure`` says what failed, when
@@ -325,7 +347,10 @@ class _Run:
                 self._streams.message(failure)
             return
         self._runner.stop()
-        self._executor.close_input()  # the feeder's blocked submit gives up
+        self._executor.close_input()  # the input thread's waiting send_work() gives up
+        with self._lock:
+            unstarted, self._next = self._next, None
+            self._wanted.notify()
         running = self._runner.running
         waiting = f", waiting for {running} running" if running else ""
         if failure is not None:
@@ -333,6 +358,8 @@ class _Run:
         elif code == 128 + signal.SIGINT:
             again = " (Ctrl-C again to kill them)" if running else ""
             self._streams.message(f"interrupted: starting no more jobs{waiting}{again}")
+        if unstarted is not None:
+            self._report(unstarted)  # read, and never started
         with self._lock:
             self._check_over_locked()
 
@@ -377,17 +404,53 @@ class _Run:
             return code
         return 1 if reporter.failed or reporter.not_started else 0
 
-    # -- the feeder thread -----------------------------------------------------------
+    # -- the intake: from the input to the herd --------------------------------------
+    #
+    # The input thread takes items from the input into a short queue, where they are
+    # not read yet: an item is read (made a job, which is reported whatever becomes of
+    # it) as it is handed to the herd. Whoever finds a gopher free hands the next job
+    # over, without waiting: the gopher whose job just ended, in that job's done-callback
+    # on its own thread, and the input thread as items come in. Handing each job from
+    # one thread to another cost more than all the rest of herdexec's own work per job.
+    #
+    # One job read ahead waits for a gopher, as the one a blocked submit() holds would.
+    # When no job is left to end and hand it over (a paused herd), the input thread
+    # waits in send_work() with it, so that a resize starts it at once. A gopher freed
+    # with nobody told (a resize over HTTP, a job waiting for its retry) is found by
+    # the main thread, which tries the waiting job on every tick.
 
     def _feed(self) -> None:
+        """The input thread: keep the queue filled, and hand over what nobody else will."""
+        items = enumerate(self._options.items, 1)
+        more = True  # the input may hold more items
         try:
-            skip, argv_for = self._options.skip, argv_builder(self._options.command)
-            for seq, item in enumerate(self._options.items, 1):
-                if seq in skip:
-                    self._reporter.skip(seq)
-                elif not self._submit(Job(seq, item, argv_for(item))):
-                    return
-            self._input_complete = True
+            while True:
+                with self._lock:
+                    while not self._feed_has_work_locked(more):
+                        self._wanted.wait()
+                    if self._stop_code is not None:
+                        return
+                    job = self._next if self._in_flight == 0 else None
+                    if job is not None:
+                        self._next, self._sending = None, True
+                    elif not (more or self._queue or self._next):
+                        self._input_complete = True  # every item read, and handed over
+                        return
+                if job is not None:
+                    self._give(job, None)
+                    with self._lock:
+                        self._sending = False
+                    self._hand_over()
+                    continue
+                entry = next(items, None)  # reads the input: may wait for it
+                if entry is None:
+                    more = False
+                    continue
+                with self._lock:
+                    self._queue.append(entry)
+                    idle = self._next is None  # so a gopher may be
+                if idle:
+                    self._hand_over()
         except OSError as exc:
             self._failed(IO_FAILURE, input_failure(exc))
         finally:
@@ -395,21 +458,78 @@ class _Run:
                 self._intake_over = True
                 self._check_over_locked()
 
-    def _submit(self, job: Job) -> bool:
-        """Hand ``job`` to the herd; False once intake has stopped."""
+    def _feed_has_work_locked(self, more: bool) -> bool:
+        """Whether the input thread has something to do: stop, hand over the waiting job
+        (no job is left to end and do it), take more items, or end (all are read)."""
+        if self._stop_code is not None or (self._next is not None and self._in_flight == 0):
+            return True
+        if more:
+            return len(self._queue) < _AHEAD
+        return not (self._queue or self._next)
+
+    def _hand_over(self, *, force: bool = False) -> None:
+        """Hand jobs to the herd while it has gophers free, without waiting; the first
+        that finds none waits as the next one. ``force``: try even when every gopher
+        seems busy (a job waiting for its retry holds none, a resize over HTTP is not
+        told), until one is refused."""
+        while (job := self._read()) is not None:
+            if not (force or self._in_flight < self._executor.herd_size) or not self._give(job, 0):
+                self._park(job)
+                return
+
+    def _read(self) -> Job | None:
+        """The job waiting for a gopher, or else the next item of the queue read as one;
+        None if there is neither, or the run stops, or the input thread hands one over."""
+        while True:
+            with self._lock:
+                if self._stop_code is not None or self._sending:
+                    return None
+                job, self._next = self._next, None
+                if job is not None:
+                    if not self._queue:
+                        self._wanted.notify()  # the input thread may wait for this
+                    return job
+                if not self._queue:
+                    return None
+                seq, item = self._queue.popleft()
+                if len(self._queue) <= _LOW:
+                    self._wanted.notify()  # for more items, or for the end
+                if seq not in self._options.skip:
+                    self._unreported += 1
+                    return Job(seq, item, self._argv_for(item))
+            self._reporter.skip(seq)  # not under our lock: the reporter's comes first
+
+    def _park(self, job: Job) -> None:
+        """``job`` waits for a gopher, as the next one (of two hand-overs that crossed,
+        the first in input order; the other's item goes back to the queue, unread)."""
         with self._lock:
-            if self._over:
-                return False  # read after the end: the summary says the input was cut
-            self._unreported += 1
-            stopped = self._stop_code is not None
-        if stopped:
-            self._report(job)
-            return False
+            if self._stop_code is None:
+                other, self._next = self._next, job
+                if other is not None:
+                    if other.seq < job.seq:
+                        self._next, other = other, job
+                    self._queue.appendleft((other.seq, other.item))
+                    self._unreported -= 1
+                if self._in_flight == 0:
+                    self._wanted.notify()  # nobody else will hand it over
+                return
+        self._report(job)  # the run stops: read, and never started
+
+    def _give(self, job: Job, timeout: float | None) -> bool:
+        """Give ``job`` to the herd, waiting up to ``timeout`` for a gopher; False if
+        none was free (the job is the caller's again). Once the herd takes no more (the
+        run stops), the job is reported as never started."""
+        with self._lock:
+            self._in_flight += 1
         try:
-            future = self._executor.submit(self._runner.attempt, job)
-        except RuntimeError:  # close_input() while we waited for a gopher
+            future = self._executor.send_work(Work(str(job.seq), job), timeout)
+        except (futures.TimeoutError, RuntimeError) as exc:  # no gopher; close_input()
+            with self._lock:
+                self._in_flight -= 1
+            if isinstance(exc, futures.TimeoutError):
+                return False
             self._report(job)
-            return False
+            return True
         if self._waiting is not None:
             with self._lock:
                 self._waiting[job] = future
@@ -441,16 +561,19 @@ class _Run:
 
     # -- the gophers -----------------------------------------------------------------
 
-    def _ended(self, job: Job, future: Future[None]) -> None:
-        """A job's future settled: done, failed for good, or cancelled."""
+    def _ended(self, job: Job, future: futures.Future[Any]) -> None:
+        """A job's future settled: done, failed for good, or cancelled. Its gopher is
+        free: it takes the next job on the way."""
         if job.status is not JobStatus.SUCCESS and not future.cancelled():
             exc = future.exception()
             if exc is not None and not isinstance(exc, (Retry, JobOver)):
                 job.status, job.reason = JobStatus.FAILURE, f"internal error: {exc!r}"
-        if self._waiting is not None:
-            with self._lock:
+        with self._lock:
+            self._in_flight -= 1
+            if self._waiting is not None:
                 self._waiting.pop(job, None)
         self._report(job)
+        self._hand_over()
 
     def _report(self, job: Job) -> None:
         try:
