@@ -66,8 +66,8 @@ __all__ = [
 #: could not be read, or stdout or the joblog could not be written (a full disk, say).
 IO_FAILURE: Final = 3
 
-#: Seconds between redraws of the progress bar, and between sweeps for retries to
-#: cancel while the run stops.
+#: Seconds between redraws of the progress bar, between looks for a gopher that came
+#: free with nobody told, and between sweeps for retries to cancel while the run stops.
 _TICK: Final = 0.2
 _READ_SIZE: Final = 64 * 1024
 #: Items the input thread takes ahead of the herd (not read yet: see "the intake"), and
@@ -285,9 +285,7 @@ class _Run:
         interrupts = 0
         kill_at: float | None = None  # when jobs sent SIGTERM get SIGKILL
         while True:
-            waiting = self._next is not None and self._stop_code is None
-            ticking = self._progress is not None or self._stop_code is not None or waiting
-            timeout = _TICK if ticking else None
+            timeout = _TICK
             if kill_at is not None:
                 timeout = min(_TICK, max(0.0, kill_at - time.monotonic()))
             for event in self._events.wait(timeout):
