@@ -600,6 +600,41 @@ def test_a_paused_run_waits_for_a_resize_over_http(
     assert sorted(out.splitlines()) == ["out 1", "out 2", "out 3"]
 
 
+def test_growing_a_busy_herd_over_http_starts_the_waiting_jobs(
+    background: type[Run], started: Fifo, gate: Fifo
+) -> None:
+    # Every gopher is busy, so no job ends to hand the waiting ones over: the run finds
+    # the new gophers by itself.
+    run = background("run", "-j", "1", "--serve", "127.0.0.1:0", "--", *held_job(started, gate))
+    url = run.stderr.wait_for(r"control server at (http://\S+)")[1]
+    run.feed("1", "2", "3", close=True)
+    assert set(wait_started(started, 1)) == {"1"}
+    request = urllib.request.Request(f"{url}/herd", data=b'{"num": 3}', method="PATCH")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert json.load(response)["num"] == 3
+    assert set(wait_started(started, 2)) == {"2", "3"}  # while 1 still holds its gopher
+    gate.send(3)
+    code, out, _ = run.finish()
+    assert code == 0
+    assert sorted(out.splitlines()) == ["out 1", "out 2", "out 3"]
+
+
+def test_a_job_waiting_for_its_retry_leaves_its_gopher_to_the_next(
+    background: type[Run], started: Fifo, gate: Fifo
+) -> None:
+    script = '[ "$1" = bad ] && exit 1; echo "$1 $$" > "$2"; read line < "$3"; echo "out $1"'
+    job = ["sh", "-c", script, "sh", "{}", str(started.path), str(gate.path)]
+    run = background("run", "-j", "1", "--retries", "1", "--backoff", "60", "--", *job)
+    run.feed("bad", "2", close=True)
+    run.stderr.wait_for("attempt 1 failed with exit 1, retrying")
+    assert set(wait_started(started, 1)) == {"2"}  # long before the retry is due
+    gate.send()
+    run.signal(signal.SIGINT)  # 2 finishes; the retry is not made
+    code, out, err = run.finish()
+    assert (code, out) == (130, "out 2\n")
+    assert "1 succeeded, 0 retried, 1 failed, 0 not started; stopped by SIGINT" in err
+
+
 def test_serve_on_the_port_of_a_run_that_just_ended(background: type[Run]) -> None:
     # The first run's server answers a request, so that its closed connection waits in
     # TIME-WAIT; the next run must still get the port at once.
