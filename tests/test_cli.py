@@ -715,6 +715,25 @@ def test_help_loads_nothing_that_runs_jobs() -> None:
     assert not loaded & {"herdexec._cli._run", "herdexec._cli._ctl", "subprocess"}
 
 
+def test_the_synopsis_in_the_docs_names_every_option() -> None:
+    # docs/cli.md opens with the command's synopsis; an option added to the parser
+    # and not to it is found here.
+    docs = (Path(__file__).parent.parent / "docs" / "cli.md").read_text()
+    synopsis = docs.split("    herdexec run ", 1)[1].split("\n\n", 1)[0]
+    run_help = herdexec("run", "--help").stdout
+    options = run_help.split("\noptions:\n", 1)[1].split("\n\n", 1)[0]
+    for line in options.splitlines():
+        spelled = re.match(r"  (-\S.*?)(?:  |$)", line)
+        if spelled is None or spelled[1].startswith("-h"):
+            continue  # a help line's continuation, or --help
+        names = [form.split()[0] for form in spelled[1].split(", ")]
+        assert any(re.search(rf"{name}\b", synopsis) for name in names), names
+    ctl_help = herdexec("ctl", "--help").stdout
+    actions = re.findall(r"^    (\w+) ", ctl_help, re.MULTILINE)
+    assert actions == ["get", "set", "metrics", "adapt"]
+    assert all(re.search(rf"\b{action}\b", synopsis.split("herdexec ctl")[1]) for action in actions)
+
+
 def test_help_documents_every_option() -> None:
     run_help = herdexec("run", "--help", script=False)
     assert run_help.returncode == 0
