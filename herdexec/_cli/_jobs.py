@@ -224,8 +224,9 @@ class Runner:
         if job.started is None:
             job.started, job._start_clock = time.time(), time.monotonic()
         job.attempts += 1
-        job.output.close()
-        job.output = NO_OUTPUT
+        if job.output is not NO_OUTPUT:  # an earlier attempt's, if the reporter kept it
+            job.output.close()
+            job.output = NO_OUTPUT
         stdout, stderr = _capture_file(), _capture_file()
         try:
             try:

@@ -296,11 +296,13 @@ class Reporter:
 
     def _pass_on(self, job: Job) -> None:
         """Write the job's output, then its joblog line, which says if it was lost."""
-        try:
-            written = self._streams.output(job.output, _note(job))
-        finally:
-            job.output.close()
-            job.output = NO_OUTPUT
+        note, written = _note(job), True
+        if job.output is not NO_OUTPUT or note is not None:
+            try:
+                written = self._streams.output(job.output, note)
+            finally:
+                job.output.close()
+                job.output = NO_OUTPUT
         if not written and job.status is JobStatus.SUCCESS:
             job.status = JobStatus.OUTPUT_LOST
             self.succeeded -= 1

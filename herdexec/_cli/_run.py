@@ -431,6 +431,7 @@ class _Run:
                     job = self._next if self._in_flight == 0 else None
                     if job is not None:
                         self._next, self._sending = None, True
+                        self._in_flight += 1
                     elif not (more or self._queue or self._next):
                         self._input_complete = True  # every item read, and handed over
                         return
@@ -466,40 +467,54 @@ class _Run:
         return not (self._queue or self._next)
 
     def _hand_over(self, *, force: bool = False) -> None:
-        """Hand jobs to the herd while it has gophers free, without waiting; the first
-        that finds none waits as the next one. ``force``: try even when every gopher
+        """Hand jobs to the herd while it has gophers free, without waiting; once none
+        is, a job read waits as the next one. ``force``: try even when every gopher
         seems busy (a job waiting for its retry holds none, a resize over HTTP is not
         told), until one is refused."""
-        while (job := self._read()) is not None:
-            if not (force or self._in_flight < self._executor.herd_size) or not self._give(job, 0):
-                self._park(job)
-                return
-
-    def _read(self) -> Job | None:
-        """The job waiting for a gopher, or else the next item of the queue read as one;
-        None if there is neither, or the run stops, or the input thread hands one over."""
+        size = self._executor.herd_size
         while True:
             with self._lock:
                 if self._stop_code is not None or self._sending:
-                    return None
-                job, self._next = self._next, None
-                if job is not None:
-                    if not self._queue:
-                        self._wanted.notify()  # the input thread may wait for this
-                    return job
-                if not self._queue:
-                    return None
-                seq, item = self._queue.popleft()
-                if len(self._queue) <= _LOW:
-                    self._wanted.notify()  # for more items, or for the end
-                if seq not in self._options.skip:
-                    self._unreported += 1
-                    return Job(seq, item, self._argv_for(item))
-            self._reporter.skip(seq)  # not under our lock: the reporter's comes first
+                    return
+                job: Job | int | None = self._next
+                self._next = None
+                if job is None:
+                    job = self._read_locked()
+                if job is None or isinstance(job, int):
+                    pass
+                elif force or self._in_flight < size:
+                    self._in_flight += 1  # claimed: see _give()
+                else:
+                    self._next = job
+                    if not self._in_flight:
+                        self._wanted.notify()  # a paused herd: the input thread waits with it
+                    return
+            if job is None:
+                return
+            if isinstance(job, int):
+                self._reporter.skip(job)  # not under our lock: the reporter's comes first
+            elif not self._give(job, 0):
+                self._park(job)
+                return
+
+    def _read_locked(self) -> Job | int | None:
+        """The next item of the queue, read: a job, or the place (``seq``) of an item
+        that --resume skips; None if the queue is empty."""
+        if not self._queue:
+            self._wanted.notify()  # the input thread may wait for this, to end
+            return None
+        seq, item = self._queue.popleft()
+        if len(self._queue) <= _LOW:
+            self._wanted.notify()  # for more items, or for the end
+        if seq in self._options.skip:
+            return seq
+        self._unreported += 1
+        return Job(seq, item, self._argv_for(item))
 
     def _park(self, job: Job) -> None:
-        """``job`` waits for a gopher, as the next one (of two hand-overs that crossed,
-        the first in input order; the other's item goes back to the queue, unread)."""
+        """``job``, refused for want of a gopher, waits as the next one (of two that
+        crossed, the first in input order; the other's item goes back to the queue,
+        unread)."""
         with self._lock:
             if self._stop_code is None:
                 other, self._next = self._next, job
@@ -508,7 +523,7 @@ class _Run:
                         self._next, other = other, job
                     self._queue.appendleft((other.seq, other.item))
                     self._unreported -= 1
-                if self._in_flight == 0:
+                if not self._in_flight:
                     self._wanted.notify()  # nobody else will hand it over
                 return
         self._report(job)  # the run stops: read, and never started
@@ -516,9 +531,8 @@ class _Run:
     def _give(self, job: Job, timeout: float | None) -> bool:
         """Give ``job`` to the herd, waiting up to ``timeout`` for a gopher; False if
         none was free (the job is the caller's again). Once the herd takes no more (the
-        run stops), the job is reported as never started."""
-        with self._lock:
-            self._in_flight += 1
+        run stops), the job is reported as never started. The caller has counted it in
+        flight: whoever looks meanwhile must not take its gopher for free."""
         try:
             future = self._executor.send_work(Work(str(job.seq), job), timeout)
         except (futures.TimeoutError, RuntimeError) as exc:  # no gopher; close_input()
@@ -566,20 +580,21 @@ class _Run:
             exc = future.exception()
             if exc is not None and not isinstance(exc, (Retry, JobOver)):
                 job.status, job.reason = JobStatus.FAILURE, f"internal error: {exc!r}"
-        with self._lock:
-            self._in_flight -= 1
-            if self._waiting is not None:
-                self._waiting.pop(job, None)
-        self._report(job)
+        self._report(job, ended=True)
         self._hand_over()
 
-    def _report(self, job: Job) -> None:
+    def _report(self, job: Job, *, ended: bool = False) -> None:
+        """Report ``job``: read and never started, or ``ended`` in the herd."""
         try:
             self._reporter.finished(job)
             if self._options.halt is not None:
                 self._check_halt(self._options.halt)
         finally:
             with self._lock:
+                if ended:
+                    self._in_flight -= 1
+                    if self._waiting is not None:
+                        self._waiting.pop(job, None)
                 self._unreported -= 1
                 self._check_over_locked()
 
