@@ -635,6 +635,35 @@ def test_a_job_waiting_for_its_retry_leaves_its_gopher_to_the_next(
     assert "1 succeeded, 0 retried, 1 failed, 0 not started; stopped by SIGINT" in err
 
 
+def test_every_item_runs_once_while_the_herd_is_resized_under_it(
+    background: type[Run], tmp_path: Path
+) -> None:
+    # A pause leaves the job read ahead to the input thread, which waits in send_work()
+    # with it, unless a job handed back by a shrinking gopher will end and hand it over;
+    # growth is found at the next job's end or on the main thread's tick; a shrink
+    # refuses hand-overs. However the resizes fall among the jobs, every item runs once.
+    log = tmp_path / "jobs.tsv"
+    job = ["sh", "-c", 'sleep 0.005; echo "$1"', "sh"]
+    run = background("run", "-j", "2", "--serve", "127.0.0.1:0", "--joblog", str(log), "--", *job)
+    url = run.stderr.wait_for(r"control server at (http://\S+)")[1]
+    items = [str(n) for n in range(300)]
+    run.feed(*items, close=True)
+    for size in (0, 3, 1, 0, 6, 2, 0, 8, 1, 4):
+        request = urllib.request.Request(
+            f"{url}/herd", data=json.dumps({"num": size}).encode(), method="PATCH"
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert json.load(response)["num"] == size
+        if not size:  # and the jobs under way end, with none to hand the next over
+            assert wait_until(lambda: herd_stats(url)["busy"] == 0)
+    code, out, _ = run.finish()
+    assert code == 0
+    assert sorted(out.split()) == sorted(items)
+    rows = read_joblog(log)
+    assert sorted(r["item"] for r in rows) == sorted(items)
+    assert {r["status"] for r in rows} == {"success"}
+
+
 def test_serve_on_the_port_of_a_run_that_just_ended(background: type[Run]) -> None:
     # The first run's server answers a request, so that its closed connection waits in
     # TIME-WAIT; the next run must still get the port at once.
