@@ -553,6 +553,14 @@ def herd_size(url: str) -> int:
     return herd_stats(url)["num"]
 
 
+def resize(url: str, size: int) -> None:
+    """Resize a served run's herd over HTTP, as ``herdexec ctl set`` does."""
+    body = json.dumps({"num": size}).encode()
+    request = urllib.request.Request(f"{url}/herd", data=body, method="PATCH")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert json.load(response)["num"] == size
+
+
 def test_sigusr1_and_sigusr2_grow_and_shrink_the_herd(background: type[Run]) -> None:
     run = background("run", "-j", "1", "--serve", "127.0.0.1:0", "--", "true")
     url = run.stderr.wait_for(r"control server at (http://\S+)")[1]
@@ -609,14 +617,11 @@ def test_growing_a_busy_herd_over_http_starts_the_waiting_jobs(
     url = run.stderr.wait_for(r"control server at (http://\S+)")[1]
     run.feed("1", "2", "3", close=True)
     assert set(wait_started(started, 1)) == {"1"}
-    request = urllib.request.Request(f"{url}/herd", data=b'{"num": 3}', method="PATCH")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        assert json.load(response)["num"] == 3
+    resize(url, 3)
     assert set(wait_started(started, 2)) == {"2", "3"}  # while 1 still holds its gopher
     gate.send(3)
     code, out, _ = run.finish()
-    assert code == 0
-    assert sorted(out.splitlines()) == ["out 1", "out 2", "out 3"]
+    assert (code, sorted(out.splitlines())) == (0, ["out 1", "out 2", "out 3"])
 
 
 def test_a_job_waiting_for_its_retry_leaves_its_gopher_to_the_next(
@@ -649,11 +654,7 @@ def test_every_item_runs_once_while_the_herd_is_resized_under_it(
     items = [str(n) for n in range(300)]
     run.feed(*items, close=True)
     for size in (0, 3, 1, 0, 6, 2, 0, 8, 1, 4):
-        request = urllib.request.Request(
-            f"{url}/herd", data=json.dumps({"num": size}).encode(), method="PATCH"
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            assert json.load(response)["num"] == size
+        resize(url, size)
         if not size:  # and the jobs under way end, with none to hand the next over
             assert wait_until(lambda: herd_stats(url)["busy"] == 0)
     code, out, _ = run.finish()
