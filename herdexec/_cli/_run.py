@@ -411,11 +411,15 @@ class _Run:
     # on its own thread, and the input thread as items come in. Handing each job from
     # one thread to another cost more than all the rest of herdexec's own work per job.
     #
-    # One job read ahead waits for a gopher, as the one a blocked submit() holds would.
-    # When no job is left to end and hand it over (a paused herd), the input thread
-    # waits in send_work() with it, so that a resize starts it at once. A gopher freed
-    # with nobody told (a resize over HTTP, a job waiting for its retry) is found by
-    # the main thread, which tries the waiting job on every tick.
+    # Jobs given to the herd and not yet ended are counted in flight, and a hand-over
+    # gives a job only while fewer are than the herd has gophers (the herd would not
+    # refuse a gopher's own send_work(): it queues the work without a slot). Past
+    # that, one job read ahead waits for a gopher, as the one a blocked submit() holds
+    # would. When no job is left to end and hand it over (a paused herd), the input
+    # thread waits in send_work() with it, so that a resize starts it at once. A gopher
+    # freed with nobody told (a resize over HTTP, a job waiting for its retry, which
+    # holds none) is found by the main thread, which tries the waiting job on every
+    # tick.
 
     def _feed(self) -> None:
         """The input thread: keep the queue filled, and hand over what nobody else will."""
