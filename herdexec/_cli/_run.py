@@ -196,8 +196,8 @@ class _Run:
             from herdexec import Gradient  # noqa: PLC0415
 
             herd["adapt"] = Gradient(min_size=options.adapt[0], max_size=options.adapt[1])
-        # send_work() (which can give up at once, where submit() waits) hands the jobs
-        # over: see "the intake" below.
+        # send_work() hands the jobs over, with a timeout where submit() could only
+        # wait: see "the intake" below.
         self._executor = HerdExecutor(
             options.jobs,
             thread_name_prefix="herdexec-run",
