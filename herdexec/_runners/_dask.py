@@ -11,6 +11,7 @@ Nothing here imports Dask until a DaskRunner is made: it is an optional extra.
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 import uuid
@@ -116,28 +117,42 @@ class DaskRunner(Runner):
 
 
 class _Job:
-    """One attempt in flight: what the gopher waits for, and its outcome."""
+    """One attempt: the call to make, its Dask task once submitted, and its outcome."""
 
-    __slots__ = ("done", "outcome")
+    __slots__ = ("abandoned", "call", "done", "key", "outcome", "task")
 
-    def __init__(self) -> None:
+    def __init__(self, call: tuple[Any, ...], key: str) -> None:
+        self.call = call  # _worker.call's arguments
+        self.key = key
+        self.task: Any = None  # the distributed.Future, once submitted
+        self.abandoned = False  # its gopher gave up on it (its time limit)
         self.done = threading.Event()
         self.outcome: tuple[bool, Any] = (False, None)  # (raised, value or exception)
+
+    def settle(self, raised: bool, value: Any) -> None:
+        self.outcome = (raised, value)
+        self.done.set()
 
 
 class _Cluster:
     """A DaskRunner bound to one herd: its client, and the attempts in flight.
 
-    Gophers submit their own tasks (``client.submit`` does not wait) and then wait on a
-    plain event. One thread, the herd's ``_dask`` thread, waits for whichever tasks
-    finish and fetches their results a batch at a time, as ``client.gather`` does for a
-    ``client.map``: a gopher that called ``result()`` itself would cost a round trip
-    to the event loop and one to the worker per task, and a large herd's threads would
-    contend with the loop (and a LocalCluster's scheduler) for the GIL.
+    Both ways a task goes through the client a batch at a time, the way ``client.map``
+    and ``client.gather`` do, because Dask's costs are per message far more than per
+    task. Gophers leave their jobs in ``pending``; whichever finds nobody submitting
+    submits every job waiting as one graph (``client.map``) until none is left, so one
+    gopher alone waits for nobody and many at once share a graph: a graph of one task
+    costs the scheduler about three times what a task in a graph of 64 does. One
+    thread, the herd's ``_dask`` thread, waits for whichever tasks finish and fetches
+    their results in one ``gather``: a gopher that called ``result()`` itself would
+    cost a round trip to the event loop and one to the worker per task, and a large
+    herd's threads would contend with the loop (and a LocalCluster's scheduler) for the
+    GIL. See docs/benchmarks.md for the figures.
     """
 
     def __init__(self, client: Client, own: bool, runner: DaskRunner, name: str) -> None:
         import distributed  # noqa: PLC0415
+        from dask.utils import funcname  # noqa: PLC0415
 
         # Dask's API is mostly untyped: it stays Any here, in this one module.
         self.client: Any = client
@@ -145,9 +160,16 @@ class _Cluster:
         self.scale = runner._scale
         self.timeout = runner._timeout
         self.name = name
+        self.funcname: Callable[[Any], str] = funcname
+        # Keys name the function, as Dask's own do, for its dashboard; this herd's
+        # token and a count make each attempt a task of its own.
+        self.token = uuid.uuid4().hex
+        self.numbers = itertools.count()
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)  # a job came, or closing
-        self.jobs: dict[Any, _Job] = {}  # distributed.Future -> _Job
+        self.pending: list[_Job] = []  # not yet submitted
+        self.submitting = False  # a gopher is submitting the pending jobs
+        self.jobs: dict[Any, _Job] = {}  # distributed.Future -> _Job, on the cluster
         as_completed: Any = distributed.as_completed  # untyped
         self.finished: Any = as_completed(loop=self.client.loop, raise_errors=False)
         self.thread: threading.Thread | None = None
@@ -180,19 +202,82 @@ class _Cluster:
         if self.own:
             self.client.close()
 
-    def add(self, task: Any) -> _Job:
-        """Track a submitted task; its job settles when the task ends."""
-        job = _Job()
+    def job(self, future: HerdFuture[Any]) -> _Job:
+        fn = future._fn
+        return _Job(
+            (fn, future._args, future._kwargs or None, future._process),
+            f"{self.funcname(fn)}-{self.token}-{next(self.numbers)}",
+        )
+
+    def submit(self, job: _Job) -> None:
+        """Put the job's task on the cluster, with those of the gophers that come
+        meanwhile; return once it is there, or settled with why it could not be."""
         with self.lock:
-            self.jobs[task] = job
-            self.finished.add(task)
+            self.pending.append(job)
+            if self.submitting:
+                return  # the gopher submitting takes it in its next batch
+            self.submitting = True
+        while True:
+            with self.lock:
+                batch, self.pending = self.pending, []
+                if not batch:
+                    self.submitting = False
+                    return
+            self._submit(batch)
+
+    def _submit(self, batch: list[_Job]) -> None:
+        """Submit a batch as one graph; if Dask refuses it, each job alone, so that only
+        the job that could not go (an argument that cannot be pickled) fails."""
+        calls = list(zip(*(job.call for job in batch), strict=True))
+        try:
+            tasks = self.client.map(
+                _worker.call,
+                *calls,
+                key=[job.key for job in batch],
+                pure=False,
+                retries=0,
+            )
+        except Exception as exc:
+            if len(batch) > 1:
+                for job in batch:
+                    self._submit([job])
+            else:
+                batch[0].settle(True, exc)
+            return
+        abandoned, tracked = [], []
+        with self.lock:
+            for job, task in zip(batch, tasks, strict=True):
+                if job.abandoned:
+                    abandoned.append(task)
+                else:
+                    job.task = task
+                    self.jobs[task] = job
+                    tracked.append(task)
+            self.finished.update(tracked)
             self.changed.notify()
             if self.thread is None:
                 self.thread = threading.Thread(
                     name=f"{self.name}_dask", target=self._settle_loop, daemon=True
                 )
                 self.thread.start()
-        return job
+        if abandoned:
+            self.client.cancel(abandoned)
+
+    def abandon(self, job: _Job) -> bool:
+        """The gopher gives up on its job (its time limit): cancel its task. False if
+        the job has finished meanwhile, and its outcome stands."""
+        with self.lock:
+            if job.done.is_set():
+                return False
+            if job.task is None:  # not on the cluster yet: it never will be
+                job.abandoned = True
+                with suppress(ValueError):
+                    self.pending.remove(job)
+                return True
+            if self.jobs.pop(job.task, None) is None:
+                return False  # being settled
+        job.task.cancel()
+        return True
 
     def _settle_loop(self) -> None:
         while True:
@@ -227,8 +312,7 @@ class _Cluster:
             jobs = [(self.jobs.pop(task, None), outcome) for task, outcome in outcomes.items()]
         for job, outcome in jobs:
             if job is not None:  # else its gopher gave up on it (a time limit)
-                job.outcome = outcome
-                job.done.set()
+                job.settle(*outcome)
 
 
 class _DaskSeat:
@@ -238,33 +322,17 @@ class _DaskSeat:
         self._cluster = cluster
 
     def call(self, future: HerdFuture[Any]) -> Any:
-        from dask.utils import funcname  # noqa: PLC0415
-
         cluster = self._cluster
-        fn = future._fn
-        assert fn is not None
-        # The key names the function, as Dask's own do, for its dashboard; pure=False
-        # and a fresh key make every attempt a task of its own.
-        task: Any = cluster.client.submit(
-            _worker.call,
-            fn,
-            future._args,
-            future._kwargs or None,
-            future._process,
-            key=f"{funcname(fn)}-{uuid.uuid4().hex}",
-            pure=False,
-            retries=0,
-        )
-        job = cluster.add(task)
-        if not job.done.wait(cluster.timeout):
-            with cluster.lock:
-                cluster.jobs.pop(task, None)
-            task.cancel()
+        job = cluster.job(future)
+        cluster.submit(job)
+        if not job.done.wait(cluster.timeout) and cluster.abandon(job):
             raise OverTime(
                 f"work {future.work.id!r} ran over its time limit of {cluster.timeout}"
                 " seconds; its Dask task was cancelled"
             )
-        task.release()
+        job.done.wait()  # at once, unless it finished as its time ran out
+        if job.task is not None:
+            job.task.release()
         raised, value = job.outcome
         if raised:
             raise value
