@@ -170,6 +170,7 @@ class _Cluster:
         self.pending: list[_Job] = []  # not yet submitted
         self.submitting = False  # a gopher is submitting the pending jobs
         self.jobs: dict[Any, _Job] = {}  # distributed.Future -> _Job, on the cluster
+        self.tracked = 0  # tasks handed to `finished` and not yet out of it
         as_completed: Any = distributed.as_completed  # untyped
         self.finished: Any = as_completed(loop=self.client.loop, raise_errors=False)
         self.thread: threading.Thread | None = None
@@ -253,13 +254,13 @@ class _Cluster:
                     job.task = task
                     self.jobs[task] = job
                     tracked.append(task)
-            self.finished.update(tracked)
-            self.changed.notify()
             if self.thread is None:
                 self.thread = threading.Thread(
                     name=f"{self.name}_dask", target=self._settle_loop, daemon=True
                 )
                 self.thread.start()
+        if tracked:
+            self.client.loop.add_callback(self._track, tracked)
         if abandoned:
             self.client.cancel(abandoned)
 
@@ -279,17 +280,31 @@ class _Cluster:
         job.task.cancel()
         return True
 
+    def _track(self, tasks: list[Any]) -> None:
+        """On Dask's event loop: watch the tasks, and tell the settling thread.
+
+        ``as_completed.update`` wakes the loop once per task from another thread, and a
+        wake-up from a thread is a system call that gives up the GIL; from the loop,
+        the batch costs the one wake-up that brought it here.
+        """
+        self.finished.update(tasks)
+        with self.lock:
+            self.tracked += len(tasks)
+            self.changed.notify()
+
     def _settle_loop(self) -> None:
         while True:
             with self.lock:
-                while not self.jobs and not self.closing:
+                while not self.tracked and not self.closing:
                     self.changed.wait()
-                if not self.jobs:
+                if self.closing and not self.jobs:
                     return
             try:
                 batch = self.finished.next_batch(block=True)
             except StopIteration:
-                continue  # the job came first, its task a moment later
+                continue  # (closing, with a task not yet watched)
+            with self.lock:
+                self.tracked -= len(batch)
             self._settle(batch)
 
     def _settle(self, tasks: list[Any]) -> None:
@@ -313,6 +328,13 @@ class _Cluster:
         for job, outcome in jobs:
             if job is not None:  # else its gopher gave up on it (a time limit)
                 job.settle(*outcome)
+        # The results are here: let the cluster drop its copies, from the loop (see _track).
+        self.client.loop.add_callback(self._release, tasks)
+
+    @staticmethod
+    def _release(tasks: list[Any]) -> None:
+        for task in tasks:
+            task.release()
 
 
 class _DaskSeat:
@@ -331,8 +353,6 @@ class _DaskSeat:
                 " seconds; its Dask task was cancelled"
             )
         job.done.wait()  # at once, unless it finished as its time ran out
-        if job.task is not None:
-            job.task.release()
         raised, value = job.outcome
         if raised:
             raise value
