@@ -81,6 +81,21 @@ def record_pid(directory: str) -> None:
     (Path(directory) / str(os.getpid())).touch()
 
 
+def record_pid_and_die(directory: str) -> None:
+    """Leave this process's pid in ``directory``, then die at once: a work that takes
+    down every worker that runs it."""
+    record_pid(directory)
+    kill_self()
+
+
+class Overloaded(Exception):
+    """A backend's refusal (an HTTP 429), which adaptive herds back off from."""
+
+
+def refuse(_: object = None) -> None:
+    raise Overloaded("try later")
+
+
 def initializer_fails() -> None:
     raise OSError("no such resource")
 

@@ -26,14 +26,16 @@ from typing import Any
 
 import pytest
 
-from herdexec import HerdExecutor, Status, Work
+from herdexec import AIMD, HerdExecutor, Status, Work
 
 from . import runner_work as rw
 from .helpers import wait_until
 
 if os.environ.get("HERDEXEC_REQUIRE_DASK"):
+    import dask
     import distributed
 else:
+    dask = pytest.importorskip("dask")
     distributed = pytest.importorskip("distributed")
 
 from herdexec import DaskRunner
@@ -257,6 +259,94 @@ def test_elastic_cluster_follows_the_herd() -> None:
             assert wait_until(lambda: workers() == 1, timeout=120)
         finally:
             herd.shutdown()
+
+
+def test_an_adaptive_herd_scales_the_cluster_within_its_bounds() -> None:
+    """AIMD grows the herd to its max_size while works succeed and cuts it to its
+    min_size once they are refused; every size reaches the cluster as
+    ceil(size / scale) workers, and the cluster is never asked for more or fewer than
+    the bounds make."""
+    with (
+        distributed.LocalCluster(
+            n_workers=1,
+            threads_per_worker=2,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=":0",
+            worker_dashboard_address=None,
+        ) as cluster,
+        distributed.Client(cluster, set_as_default=False) as client,
+    ):
+        asked: list[int] = []  # the cluster's worker count as asked for, sampled
+        sampling = threading.Event()
+
+        def sample() -> None:
+            while not sampling.wait(0.01):
+                asked.append(len(cluster.worker_spec))
+
+        def workers() -> int:
+            return len(client.scheduler_info(n_workers=-1)["workers"])
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        herd = HerdExecutor(
+            2,
+            runner=DaskRunner(client, scale=2),
+            adapt=AIMD(min_size=2, max_size=8, window=4, backoff_ratio=0.5),
+            overload_on=rw.Overloaded,
+            backlog=None,
+        )
+        try:
+            # Slow start while busy: 2 -> 4 -> 8, the max; ceil(8 / 2) = 4 workers.
+            assert list(herd.map(rw.square, range(200))) == [n * n for n in range(200)]
+            assert herd.herd_size == 8
+            assert wait_until(lambda: workers() == 4, timeout=120)
+            assert len(cluster.worker_spec) == 4
+            # Refused: 8 -> 4 -> 2, the min; ceil(2 / 2) = 1 worker.
+            refused = [herd.submit(rw.refuse) for _ in range(40)]
+            for future in refused:
+                assert isinstance(future.exception(timeout=120), rw.Overloaded)
+            assert herd.herd_size == 2
+            assert wait_until(lambda: workers() == 1, timeout=120)
+            assert len(cluster.worker_spec) == 1
+            assert sorted(herd.map(rw.square, range(4))) == [0, 1, 4, 9]
+        finally:
+            herd.shutdown()
+            sampling.set()
+            sampler.join()
+        assert (min(asked), max(asked)) == (1, 4)
+
+
+def test_a_work_that_kills_every_worker_fails_with_killed_worker(tmp_path: Path) -> None:
+    """Dask runs a work whose worker died again, up to its allowed-failures, then
+    fails it with KilledWorker: the future gets that, and the herd goes on."""
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 1}),
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=":0",
+            worker_dashboard_address=None,
+        ) as cluster,
+        distributed.Client(cluster, set_as_default=False) as client,
+        HerdExecutor(2, runner=DaskRunner(client)) as herd,
+    ):
+        doomed = herd.submit(rw.record_pid_and_die, str(tmp_path))
+        exception = doomed.exception(timeout=120)
+        assert isinstance(exception, distributed.KilledWorker)
+        assert "record_pid_and_die" in str(exception.task)
+        assert "died while running it" in str(exception)
+        # allowed-failures + 1 attempts, each in a worker process of its own; the herd
+        # saw one.
+        assert len({path.name for path in tmp_path.iterdir()}) == 2
+        assert doomed.retries == 0
+        assert doomed.status is Status.FAILURE
+        # The nannies start new workers: the cluster and the herd go on.
+        assert herd.submit(rw.square, 7).result(timeout=120) == 49
+        stats = herd.stats()
+        assert (stats.failed, stats.succeeded) == (1, 1)
 
 
 def test_a_herd_made_from_an_address_closes_its_client(deployment: Deployment) -> None:

@@ -166,6 +166,7 @@ class _Cluster:
         self.token = uuid.uuid4().hex
         self.numbers = itertools.count()
         self.lock = threading.Lock()
+        self.scaling = threading.Lock()  # apart: a cluster may take its time to scale
         self.changed = threading.Condition(self.lock)  # a job came, or closing
         self.pending: list[_Job] = []  # not yet submitted
         self.submitting = False  # a gopher is submitting the pending jobs
@@ -184,7 +185,7 @@ class _Cluster:
 
     def resized(self, size: int) -> None:
         if self.scale is not None:
-            with self.lock:  # one scale() at a time: it edits the cluster's spec
+            with self.scaling:  # one scale() at a time: it edits the cluster's spec
                 self.client.cluster.scale(math.ceil(size / self.scale))
 
     def cancel_running(self) -> None:
