@@ -190,6 +190,22 @@ def test_gofherd_process_function_on_the_cluster(client: distributed.Client) -> 
             assert work.result[1] != os.getpid()
 
 
+def test_an_argument_dask_cannot_pickle_fails_its_work_alone(client: distributed.Client) -> None:
+    """Gophers that submit at once share a graph; one work's argument that cannot be
+    pickled fails that work, and the others of its graph run."""
+    with HerdExecutor(8, runner=DaskRunner(client), backlog=None) as herd:
+        futures = [herd.submit(rw.add, threading.Lock() if n % 8 == 3 else n) for n in range(64)]
+        for n, future in enumerate(futures):
+            if n % 8 == 3:
+                exception = future.exception(timeout=60)
+                assert isinstance(exception, TypeError)
+                assert "cannot pickle '_thread.lock' object" in str(exception.__cause__)
+            else:
+                assert future.result(timeout=60) == n
+        stats = herd.stats()
+        assert (stats.failed, stats.succeeded) == (8, 56)
+
+
 def test_a_work_over_its_time_is_cancelled_on_the_cluster(client: distributed.Client) -> None:
     with HerdExecutor(1, runner=DaskRunner(client, timeout=0.5)) as herd:
         slow = herd.submit(rw.sleep, 30)
