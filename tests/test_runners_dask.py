@@ -49,16 +49,21 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def local_cluster() -> Iterator[distributed.LocalCluster]:
-    with distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=2,
+def loopback_cluster(workers: int, threads: int) -> distributed.LocalCluster:
+    """A LocalCluster of worker processes (each with a nanny), on 127.0.0.1 alone."""
+    return distributed.LocalCluster(
+        n_workers=workers,
+        threads_per_worker=threads,
         processes=True,
         host="127.0.0.1",
         dashboard_address=":0",
         worker_dashboard_address=None,
-    ) as cluster:
+    )
+
+
+@pytest.fixture(scope="module")
+def local_cluster() -> Iterator[distributed.LocalCluster]:
+    with loopback_cluster(2, 2) as cluster:
         yield cluster
 
 
@@ -251,13 +256,7 @@ def test_runner_arguments(client: distributed.Client) -> None:
 
 def test_elastic_cluster_follows_the_herd() -> None:
     with (
-        distributed.LocalCluster(
-            n_workers=1,
-            threads_per_worker=2,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=":0",
-        ) as cluster,
+        loopback_cluster(1, 2) as cluster,
         distributed.Client(cluster, set_as_default=False) as client,
     ):
 
@@ -283,14 +282,7 @@ def test_an_adaptive_herd_scales_the_cluster_within_its_bounds() -> None:
     ceil(size / scale) workers, and the cluster is never asked for more or fewer than
     the bounds make."""
     with (
-        distributed.LocalCluster(
-            n_workers=1,
-            threads_per_worker=2,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=":0",
-            worker_dashboard_address=None,
-        ) as cluster,
+        loopback_cluster(1, 2) as cluster,
         distributed.Client(cluster, set_as_default=False) as client,
     ):
         asked: list[int] = []  # the cluster's worker count as asked for, sampled
@@ -338,14 +330,7 @@ def test_a_work_that_kills_every_worker_fails_with_killed_worker(tmp_path: Path)
     fails it with KilledWorker: the future gets that, and the herd goes on."""
     with (
         dask.config.set({"distributed.scheduler.allowed-failures": 1}),
-        distributed.LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=":0",
-            worker_dashboard_address=None,
-        ) as cluster,
+        loopback_cluster(2, 1) as cluster,
         distributed.Client(cluster, set_as_default=False) as client,
         HerdExecutor(2, runner=DaskRunner(client)) as herd,
     ):
