@@ -260,10 +260,18 @@ class _Cluster:
                     name=f"{self.name}_dask", target=self._settle_loop, daemon=True
                 )
                 self.thread.start()
-        if tracked:
-            self.client.loop.add_callback(self._track, tracked)
+        try:
+            if tracked:
+                self.client.loop.add_callback(self._track, tracked)
+        except Exception as exc:  # Dask's loop has closed, and every task with it
+            with self.lock:
+                lost = [self.jobs.pop(task, None) for task in tracked]
+            for gone in lost:
+                if gone is not None:
+                    gone.settle(True, exc)
         if abandoned:
-            self.client.cancel(abandoned)
+            with suppress(Exception):  # the client is closing: they go with it
+                self.client.cancel(abandoned)
 
     def abandon(self, job: _Job) -> bool:
         """The gopher gives up on its job (its time limit): cancel its task. False if
