@@ -80,23 +80,36 @@ class Deployment:
         self.directory = directory
         self.file = directory / "scheduler.json"
         self.processes: list[subprocess.Popen[bytes]] = []
-        # Each process has a group of its own, so that killing one takes its children.
-        self.processes.append(
-            self._start(
-                "scheduler",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--no-dashboard",
-                "--scheduler-file",
-                str(self.file),
+        self.address = ""
+        try:
+            # Each process has a group of its own, so that killing one takes its children.
+            self.processes.append(
+                self._start(
+                    "scheduler",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    "0",
+                    "--no-dashboard",
+                    "--scheduler-file",
+                    str(self.file),
+                )
             )
-        )
-        assert wait_until(self.file.exists, timeout=60), "the scheduler did not start"
-        self.address: str = json.loads(self.file.read_text())["address"]
-        for _ in range(2):
-            self.add_worker()
+            assert wait_until(self._read_address, timeout=60), "the scheduler did not start"
+            for _ in range(2):
+                self.add_worker()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _read_address(self) -> bool:
+        """The scheduler's address, once its file is there and whole: the scheduler
+        writes it in place, so it can be read empty or in part."""
+        try:
+            self.address = json.loads(self.file.read_text())["address"]
+        except (OSError, ValueError, KeyError):
+            return False
+        return True
 
     def _start(self, *args: str) -> subprocess.Popen[bytes]:
         # The scheduler and workers unpickle the works' functions, so they need the
@@ -211,12 +224,18 @@ def test_an_argument_dask_cannot_pickle_fails_its_work_alone(client: distributed
         assert (stats.failed, stats.succeeded) == (8, 56)
 
 
-def test_a_work_over_its_time_is_cancelled_on_the_cluster(client: distributed.Client) -> None:
+def test_a_work_over_its_time_is_cancelled_on_the_cluster(
+    client: distributed.Client, tmp_path: Path
+) -> None:
+    gate = tmp_path / "never"
     with HerdExecutor(1, runner=DaskRunner(client, timeout=0.5)) as herd:
-        slow = herd.submit(rw.sleep, 30)
+        slow = herd.submit(rw.wait_for_file, str(gate), 30)
         with pytest.raises(TimeoutError, match=r"time limit of 0\.5 seconds"):
             slow.result(timeout=60)
         assert herd.submit(rw.square, 3).result(timeout=60) == 9
+    # Dask cannot stop a thread: the cancelled task runs on until it returns, and the
+    # tests after this one need the worker's thread.
+    gate.touch()
 
 
 def test_shutdown_cancelling_futures_cancels_the_dask_tasks(
@@ -237,6 +256,30 @@ def test_shutdown_cancelling_futures_cancels_the_dask_tasks(
     assert (stats.failed, stats.cancelled, stats.succeeded) == (2, 3, 0)
     # Nothing of the herd's is left on the cluster.
     assert wait_until(lambda: not client.processing() or not any(client.processing().values()))
+    Path(gate).touch()  # the worker threads the cancelled tasks still hold, for the next tests
+
+
+def test_a_client_closed_under_the_herd_fails_its_works(
+    local_cluster: distributed.LocalCluster, tmp_path: Path
+) -> None:
+    """Closing the client under a running herd cancels the works on the cluster, fails
+    the next ones with Dask's error, and leaves nobody waiting: shutdown returns."""
+    user_client = distributed.Client(local_cluster, set_as_default=False)
+    herd = HerdExecutor(2, runner=DaskRunner(user_client))
+    try:
+        assert herd.submit(rw.square, 3).result(timeout=60) == 9
+        gate = str(tmp_path / "never")
+        in_flight = [herd.submit(rw.wait_for_file, gate, 120) for _ in range(2)]
+        assert wait_until(lambda: len(list(tmp_path.glob("never.started.*"))) == 2, timeout=60)
+        user_client.close()
+        for future in in_flight:
+            assert isinstance(future.exception(timeout=60), CancelledError)
+        with pytest.raises(distributed.client.ClosedClientError, match="Client is closed"):
+            herd.submit(rw.square, 4).result(timeout=60)
+    finally:
+        herd.shutdown()
+        Path(gate).touch()  # the worker threads the cancelled tasks still hold
+    assert herd.stats().failed == 3
 
 
 def test_runner_arguments(client: distributed.Client) -> None:
