@@ -150,7 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(sub: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    from ._run import IO_FAILURE, RunOptions, ServeError, dry_run, input_failure, run  # noqa: PLC0415
+    from ._input import input_failure  # noqa: PLC0415
+    from ._run import IO_FAILURE, RunOptions, ServeError, dry_run, run  # noqa: PLC0415
 
     command = list(args.command)
     if command[:1] == ["--"]:
@@ -214,7 +215,7 @@ def _input_and_joblog(
     if resuming is not None and args.joblog is None:
         sub.error(f"{resuming} needs --joblog FILE: the joblog of the run to resume")
     percent = args.halt is not None and args.halt.percent and not args.dry_run
-    from ._run import count_items, read_items  # noqa: PLC0415
+    from ._input import count_items, read_items  # noqa: PLC0415
 
     fd = _open_items(sub, args.arg_file)
     total = count_items(fd) if progress or percent else None

@@ -4,13 +4,10 @@ Three kinds of thread share the work. An input thread reads the input, a few doz
 items ahead, into a queue. The gophers run the jobs (:mod:`herdexec._cli._jobs`),
 report each one as it ends (:mod:`herdexec._cli._report`), and take the next item from
 the queue on the way: a job is made of an item, and the item counts as read, only as it
-is handed to the herd, so the input is read no faster than the herd runs it (see "the
-intake" below). The main thread does nothing but wait on one pipe for what happens: a
-signal, the end of the run, a failure of herdexec's own input or output, each one byte.
-Signals arrive there through ``signal.set_wakeup_fd``, which the interpreter writes to
-from whichever thread the kernel gave the signal to; a Python handler would run only
-once the main thread woke up for some other reason. And since the handlers do nothing,
-no handler ever runs herd code in the middle of herd code on the main thread.
+is handed to the herd, so the input is read no faster than the herd runs it (the
+intake, :mod:`herdexec._cli._intake`). The main thread, here, does nothing but wait on
+one pipe for what happens (:mod:`herdexec._cli._events`): a signal, the end of the run,
+a failure of herdexec's own input or output, each one byte.
 
 Stopping, whether by Ctrl-C, SIGTERM, a reader that went away, an input, stdout or
 joblog that failed, or a ``--halt`` condition met (which the thread that reported the
@@ -24,43 +21,31 @@ blocked reading a terminal or a pipe that will never say more.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
-import select
 import shlex
 import signal
-import stat
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator
-from concurrent import futures
 from functools import partial
-from types import FrameType
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
-from herdexec import HerdExecutor, HerdFuture, Retry, Work
+from herdexec import HerdExecutor
 
-from ._jobs import KILL_GRACE, Captured, Job, JobOver, JobStatus, Runner, argv_builder
+from ._events import FINISHED, HALT_NOW, IO_FAILED, Events
+from ._input import input_failure
+from ._intake import Intake
+from ._jobs import KILL_GRACE, Captured, Runner, argv_builder
 from ._report import Joblog, Reporter, Streams, printable
 
 if TYPE_CHECKING:
     from ._halt import Halt
     from ._progress import Progress
 
-__all__ = [
-    "IO_FAILURE",
-    "RunOptions",
-    "ServeError",
-    "count_items",
-    "dry_run",
-    "input_failure",
-    "read_items",
-    "run",
-]
+__all__ = ["IO_FAILURE", "RunOptions", "ServeError", "dry_run", "run"]
 
 #: The exit status of a run stopped because its own input or output failed: the input
 #: could not be read, or stdout or the joblog could not be written (a full disk, say).
@@ -69,17 +54,8 @@ IO_FAILURE: Final = 3
 #: Seconds between redraws of the progress bar, between looks for a gopher that came
 #: free with nobody told, and between sweeps for retries to cancel while the run stops.
 _TICK: Final = 0.2
-_READ_SIZE: Final = 64 * 1024
-#: Items the input thread takes ahead of the herd (not read yet: see "the intake"), and
-#: how few of them wake it to take more.
-_AHEAD: Final = 64
-_LOW: Final = 16
 #: The longest wait between retries, however large --backoff is.
 _MAX_BACKOFF: Final = 60.0
-# Events on the wakeup pipe besides signal numbers, which are below 65.
-_FINISHED: Final = 255
-_IO_FAILED: Final = 254  # what failed is in _Run._failures
-_HALT_NOW: Final = 253  # a --halt now condition is met: kill the running jobs
 _STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _RESIZE_SIGNALS: Final = {signal.SIGUSR1: +1, signal.SIGUSR2: -1}
 #: Signals that kill the running jobs at once, without waiting for a second one.
@@ -109,31 +85,6 @@ class RunOptions(NamedTuple):
     joblog: Joblog | None = None
     keep_order: bool = False
     progress: bool = False
-
-
-def read_items(fd: int) -> Iterator[str]:
-    """One item per line, exactly as given but for the newline; empty lines are skipped.
-
-    Lines are bytes turned into text the way the file system does it (with
-    surrogateescape), so an item that is not valid UTF-8 reaches the command byte for byte.
-    It reads the descriptor itself, not through ``sys.stdin``: a feeder thread still
-    blocked in a read when the run ends must hold no lock that the interpreter's
-    shutdown would wait for (it aborts, "could not acquire lock for <stdin>").
-
-    Each read's whole lines are decoded at once: a newline byte is never part of a
-    multibyte character, nor of an undecodable sequence, so that decodes every line
-    as ``os.fsdecode`` would, for a fraction of the calls.
-    """
-    encoding, errors = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
-    rest = b""
-    while chunk := os.read(fd, _READ_SIZE):
-        whole, newline, rest = (rest + chunk).rpartition(b"\n")
-        if newline:
-            for line in whole.decode(encoding, errors).split("\n"):
-                if line:
-                    yield line
-    if rest:
-        yield rest.decode(encoding, errors)
 
 
 def dry_run(options: RunOptions) -> int:
@@ -169,7 +120,7 @@ def run(options: RunOptions) -> int:
 class _Run:
     def __init__(self, options: RunOptions) -> None:
         self._options = options
-        self._events = _Events()
+        self._events = Events()
         self._streams = Streams(sys.stdout, sys.stderr, self._stdout_failed)
         self._reporter = Reporter(
             self._streams, options.joblog, options.keep_order, self._joblog_failed
@@ -197,7 +148,7 @@ class _Run:
 
             herd["adapt"] = Gradient(min_size=options.adapt[0], max_size=options.adapt[1])
         # send_work() hands the jobs over, with a timeout where submit() could only
-        # wait: see "the intake" below.
+        # wait: see herdexec._cli._intake.
         self._executor = HerdExecutor(
             options.jobs,
             thread_name_prefix="herdexec-run",
@@ -209,21 +160,8 @@ class _Run:
             **herd,
         )
         self._progress: Progress | None = None
-        # Guards what the feeder, the gophers and the main thread share below.
+        # Guards what the input thread, the gophers and the main thread share below.
         self._lock = threading.Lock()
-        # Given to the herd and not yet ended, for the jobs that may wait for a retry
-        # (none do without --retries: nothing to track then, for every job).
-        self._waiting: dict[Job, HerdFuture[Any]] | None = {} if options.retries else None
-        # The intake (see below).
-        self._argv_for = argv_builder(options.command)
-        self._queue: deque[tuple[int, str]] = deque()  # taken from the input, not yet read
-        self._next: Job | None = None  # read, and waiting for a gopher
-        self._sending = False  # the input thread waits in send_work() with the next job
-        self._in_flight = 0  # jobs given (or being given) to the herd and not yet ended
-        self._wanted = threading.Condition(self._lock)  # wakes the input thread
-        self._unreported = 0  # items read and not yet through the reporter
-        self._intake_over = False  # the input thread has stopped
-        self._input_complete = False  # ... at the end of the input
         self._stop_code: int | None = None  # why the run stops early, as an exit status
         self._stop_note = ""  # ... and in words, for the summary
         # herdexec's own input or output that failed, in order: exit status, what failed;
@@ -234,37 +172,36 @@ class _Run:
         halt = options.halt
         self._halt_at = halt.threshold(options.total) if halt is not None else math.inf
         self._halted = False
-        self._over = False  # every item read is reported: the run is over
+        self._intake = Intake(
+            options,
+            self._executor,
+            self._reporter,
+            reported=self._check_halt if options.halt is not None else None,
+            input_failed=self._input_failed,
+            over=partial(self._events.post, FINISHED),
+        )
 
     # -- the main thread -------------------------------------------------------------
 
     def main(self) -> int:
-        handled = (*_STOP_SIGNALS, *_RESIZE_SIGNALS)
-        previous = {signum: signal.getsignal(signum) for signum in handled}
-        previous_fd = signal.set_wakeup_fd(self._events.fd, warn_on_full_buffer=False)
-        for signum in handled:
-            signal.signal(signum, _on_the_pipe)
-        try:
-            if self._options.serve is not None:
-                self._serve(self._options.serve)
-            if self._options.progress:
-                from ._progress import Progress  # noqa: PLC0415  (tqdm only when drawn)
+        with self._events.catching((*_STOP_SIGNALS, *_RESIZE_SIGNALS)):
+            try:
+                if self._options.serve is not None:
+                    self._serve(self._options.serve)
+                if self._options.progress:
+                    from ._progress import Progress  # noqa: PLC0415  (tqdm only when drawn)
 
-                self._progress = Progress(self._options.total, sys.stderr)
-                self._streams.clear_bar = self._progress.cleared
-            threading.Thread(target=self._feed, name="herdexec-run-input", daemon=True).start()
-            self._wait_for_the_end()
-        finally:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._runner.close()
-            self._reporter.close()
-            if self._progress is not None:
-                self._show_progress()
-                self._progress.close()
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-            signal.set_wakeup_fd(previous_fd)
-            self._events.close()
+                    self._progress = Progress(self._options.total, sys.stderr)
+                    self._streams.clear_bar = self._progress.cleared
+                self._intake.start()
+                self._wait_for_the_end()
+            finally:
+                self._executor.shutdown(wait=True, cancel_futures=True)
+                self._runner.close()
+                self._reporter.close()
+                if self._progress is not None:
+                    self._show_progress()
+                    self._progress.close()
         return self._finish()
 
     def _serve(self, addr: str) -> None:
@@ -289,12 +226,12 @@ class _Run:
             if kill_at is not None:
                 timeout = min(_TICK, max(0.0, kill_at - time.monotonic()))
             for event in self._events.wait(timeout):
-                if event == _FINISHED:
+                if event == FINISHED:
                     return
-                if event == _IO_FAILED:
+                if event == IO_FAILED:
                     for code, failure in self._new_failures():
                         self._stop(code, failure)
-                elif event == _HALT_NOW:
+                elif event == HALT_NOW:
                     kill_at = self._kill(signal.SIGTERM)
                 elif event in _RESIZE_SIGNALS:
                     self._resize(_RESIZE_SIGNALS[signal.Signals(event)])
@@ -309,9 +246,11 @@ class _Run:
                 self._kill(signal.SIGKILL)
                 kill_at = None
             if self._stop_code is not None:
-                self._cancel_retries()
-            elif self._next is not None:  # a gopher that nobody heard come free?
-                self._hand_over(force=True)
+                # Swept on every tick while the run stops, since a job failing now may
+                # be put to wait for its retry just after a sweep.
+                self._intake.cancel_retries()
+            elif self._intake.job_waiting:  # a gopher that nobody heard come free?
+                self._intake.hand_over(force=True)
             self._show_progress()
 
     def _show_progress(self) -> None:
@@ -326,7 +265,7 @@ class _Run:
     def _resize(self, change: int) -> None:
         size = self._executor.herd_size + change
         self._executor.herd_size = max(0, min(size, self._executor.max_herd_size))
-        self._hand_over()
+        self._intake.hand_over()
 
     def _stop(self, code: int, failure: str | None = None) -> None:
         """Start no more jobs; running ones finish. ``failure`` says what failed, when
@@ -344,11 +283,9 @@ class _Run:
             if failure is not None:  # while stopping anyway: still say it
                 self._streams.message(failure)
             return
+        self._intake.close()
         self._runner.stop()
         self._executor.close_input()  # the input thread's waiting send_work() gives up
-        with self._lock:
-            unstarted, self._next = self._next, None
-            self._wanted.notify()
         running = self._runner.running
         waiting = f", waiting for {running} running" if running else ""
         if failure is not None:
@@ -356,10 +293,7 @@ class _Run:
         elif code == 128 + signal.SIGINT:
             again = " (Ctrl-C again to kill them)" if running else ""
             self._streams.message(f"interrupted: starting no more jobs{waiting}{again}")
-        if unstarted is not None:
-            self._report(unstarted)  # read, and never started
-        with self._lock:
-            self._check_over_locked()
+        self._intake.report_unstarted()
 
     def _kill(self, signum: int) -> float:
         """Signal every running job; return when the stragglers get SIGKILL."""
@@ -367,19 +301,6 @@ class _Run:
         if killed:
             self._streams.message(f"sending {signal.Signals(signum).name} to {killed} running jobs")
         return time.monotonic() + KILL_GRACE
-
-    def _cancel_retries(self) -> None:
-        """Cancel the jobs waiting for a retry (cancel() refuses running ones).
-
-        Swept on every tick while the run stops, since a job failing now may be put to
-        wait for its retry just after a sweep.
-        """
-        if self._waiting is None:
-            return
-        with self._lock:
-            waiting = list(self._waiting.values())
-        for future in waiting:
-            future.cancel()
 
     def _finish(self) -> int:
         reporter = self._reporter
@@ -395,162 +316,12 @@ class _Run:
             notes = ""
             if code is not None:
                 notes = f"; {note}"
-                if not self._input_complete:
+                if not self._intake.complete:
                     notes += ", input not read to the end"
             self._streams.message(reporter.summary() + notes)
         if code is not None:
             return code
         return 1 if reporter.failed or reporter.not_started else 0
-
-    # -- the intake: from the input to the herd --------------------------------------
-    #
-    # The input thread takes items from the input into a short queue, where they are
-    # not read yet: an item is read (made a job, which is reported whatever becomes of
-    # it) as it is handed to the herd. Whoever finds a gopher free hands the next job
-    # over, without waiting: the gopher whose job just ended, in that job's done-callback
-    # on its own thread, and the input thread as items come in. Handing each job from
-    # one thread to another cost more than all the rest of herdexec's own work per job.
-    #
-    # Jobs given to the herd and not yet ended are counted in flight, and a hand-over
-    # gives a job only while fewer are than the herd has gophers (the herd would not
-    # refuse a gopher's own send_work(): it queues the work without a slot). Past
-    # that, one job read ahead waits for a gopher, as the one a blocked submit() holds
-    # would. When no job is left to end and hand it over (a paused herd), the input
-    # thread waits in send_work() with it, so that a resize starts it at once. A gopher
-    # freed with nobody told (a resize over HTTP, a job waiting for its retry, which
-    # holds none) is found by the main thread, which tries the waiting job on every
-    # tick.
-
-    def _feed(self) -> None:
-        """The input thread: keep the queue filled, and hand over what nobody else will."""
-        items = enumerate(self._options.items, 1)
-        more = True  # the input may hold more items
-        try:
-            while True:
-                with self._lock:
-                    while not self._feed_has_work_locked(more):
-                        self._wanted.wait()
-                    if self._stop_code is not None:
-                        return
-                    job = self._next if self._in_flight == 0 else None
-                    if job is not None:
-                        self._next, self._sending = None, True
-                        self._in_flight += 1
-                    elif not (more or self._queue or self._next):
-                        self._input_complete = True  # every item read, and handed over
-                        return
-                if job is not None:
-                    self._give(job, None)
-                    with self._lock:
-                        self._sending = False
-                    self._hand_over()
-                    continue
-                entry = next(items, None)  # reads the input: may wait for it
-                if entry is None:
-                    more = False
-                    continue
-                with self._lock:
-                    self._queue.append(entry)
-                    idle = self._next is None  # so a gopher may be
-                if idle:
-                    self._hand_over()
-        except OSError as exc:
-            self._failed(IO_FAILURE, input_failure(exc))
-        finally:
-            with self._lock:
-                self._intake_over = True
-                self._check_over_locked()
-
-    def _feed_has_work_locked(self, more: bool) -> bool:
-        """Whether the input thread has something to do: stop, hand over the waiting job
-        (no job is left to end and do it), take more items, or end (all are read)."""
-        if self._stop_code is not None or (self._next is not None and self._in_flight == 0):
-            return True
-        if more:
-            return len(self._queue) < _AHEAD
-        return not (self._queue or self._next)
-
-    def _hand_over(self, *, force: bool = False) -> None:
-        """Hand jobs to the herd while it has gophers free, without waiting; once none
-        is, a job read waits as the next one. ``force``: try even when every gopher
-        seems busy (a job waiting for its retry holds none, a resize over HTTP is not
-        told), until one is refused."""
-        size = self._executor.herd_size
-        while True:
-            with self._lock:
-                if self._stop_code is not None or self._sending:
-                    return
-                job: Job | int | None = self._next
-                self._next = None
-                if job is None:
-                    job = self._read_locked()
-                if job is None or isinstance(job, int):
-                    pass
-                elif force or self._in_flight < size:
-                    self._in_flight += 1  # claimed: see _give()
-                else:
-                    self._next = job
-                    if not self._in_flight:
-                        self._wanted.notify()  # a paused herd: the input thread waits with it
-                    return
-            if job is None:
-                return
-            if isinstance(job, int):
-                self._reporter.skip(job)  # not under our lock: the reporter's comes first
-            elif not self._give(job, 0):
-                self._park(job)
-                return
-
-    def _read_locked(self) -> Job | int | None:
-        """The next item of the queue, read: a job, or the place (``seq``) of an item
-        that --resume skips; None if the queue is empty."""
-        if not self._queue:
-            self._wanted.notify()  # the input thread may wait for this, to end
-            return None
-        seq, item = self._queue.popleft()
-        if len(self._queue) <= _LOW:
-            self._wanted.notify()  # for more items, or for the end
-        if seq in self._options.skip:
-            return seq
-        self._unreported += 1
-        return Job(seq, item, self._argv_for(item))
-
-    def _park(self, job: Job) -> None:
-        """``job``, refused for want of a gopher, waits as the next one (of two that
-        crossed, the first in input order; the other's item goes back to the queue,
-        unread)."""
-        with self._lock:
-            if self._stop_code is None:
-                other, self._next = self._next, job
-                if other is not None:
-                    if other.seq < job.seq:
-                        self._next, other = other, job
-                    self._queue.appendleft((other.seq, other.item))
-                    self._unreported -= 1
-                if not self._in_flight:
-                    self._wanted.notify()  # nobody else will hand it over
-                return
-        self._report(job)  # the run stops: read, and never started
-
-    def _give(self, job: Job, timeout: float | None) -> bool:
-        """Give ``job`` to the herd, waiting up to ``timeout`` for a gopher; False if
-        none was free (the job is the caller's again). Once the herd takes no more (the
-        run stops), the job is reported as never started. The caller has counted it in
-        flight: whoever looks meanwhile must not take its gopher for free."""
-        try:
-            future = self._executor.send_work(Work(str(job.seq), job), timeout)
-        except (futures.TimeoutError, RuntimeError) as exc:  # no gopher; close_input()
-            with self._lock:
-                self._in_flight -= 1
-            if isinstance(exc, futures.TimeoutError):
-                return False
-            self._report(job)
-            return True
-        if self._waiting is not None:
-            with self._lock:
-                self._waiting[job] = future
-        future.add_done_callback(partial(self._ended, job))
-        return True
 
     # -- failures of herdexec's own input and output, from any thread ---------------
 
@@ -558,7 +329,7 @@ class _Run:
         """Tell the main thread, which stops the run on the first failure and says each."""
         with self._lock:
             self._failures.append((code, failure))
-        self._events.post(_IO_FAILED)
+        self._events.post(IO_FAILED)
 
     def _new_failures(self) -> list[tuple[int, str]]:
         """The failures the main thread has not acted on yet."""
@@ -566,6 +337,9 @@ class _Run:
             new = self._failures[self._failures_seen :]
             self._failures_seen = len(self._failures)
         return new
+
+    def _input_failed(self, error: OSError) -> None:
+        self._failed(IO_FAILURE, input_failure(error))
 
     def _stdout_failed(self, error: OSError) -> None:
         self._failed(*_stdout_failure(error))
@@ -575,40 +349,17 @@ class _Run:
         path = printable(self._options.joblog.path)
         self._failed(IO_FAILURE, f"cannot write the joblog {path} ({error.strerror})")
 
-    # -- the gophers -----------------------------------------------------------------
+    # -- --halt, on the thread that reported a job ------------------------------------
 
-    def _ended(self, job: Job, future: futures.Future[Any]) -> None:
-        """A job's future settled: done, failed for good, or cancelled. Its gopher is
-        free: it takes the next job on the way."""
-        if job.status is not JobStatus.SUCCESS and not future.cancelled():
-            exc = future.exception()
-            if exc is not None and not isinstance(exc, (Retry, JobOver)):
-                job.status, job.reason = JobStatus.FAILURE, f"internal error: {exc!r}"
-        self._report(job, ended=True)
-        self._hand_over()
-
-    def _report(self, job: Job, *, ended: bool = False) -> None:
-        """Report ``job``: read and never started, or ``ended`` in the herd."""
-        try:
-            self._reporter.finished(job)
-            if self._options.halt is not None:
-                self._check_halt(self._options.halt)
-        finally:
-            with self._lock:
-                if ended:
-                    self._in_flight -= 1
-                    if self._waiting is not None:
-                        self._waiting.pop(job, None)
-                self._unreported -= 1
-                self._check_over_locked()
-
-    def _check_halt(self, halt: Halt) -> None:
+    def _check_halt(self) -> None:
         """Once the --halt condition is met, stop the run; with ``now``, have the main
         thread kill the running jobs.
 
         The run stops here, on the thread that reported the job, before its gopher takes
         the next: ``-j 1 --halt soon,fail=1`` starts not one job after the failure.
         """
+        halt = self._options.halt
+        assert halt is not None
         reporter = self._reporter
         count = halt.counted(reporter.succeeded, reporter.failed)
         if count < self._halt_at:
@@ -619,55 +370,7 @@ class _Run:
             self._halted = True
         self._stop(halt.exit_status(reporter.failed), halt.reason(count))
         if halt.now:
-            self._events.post(_HALT_NOW)
-
-    def _check_over_locked(self) -> None:
-        if self._over or self._unreported:
-            return
-        if self._intake_over or self._stop_code is not None:
-            self._over = True
-            self._events.post(_FINISHED)
-
-
-class _Events:
-    """The pipe the main thread waits on: one byte per signal or event."""
-
-    def __init__(self) -> None:
-        self._read, self._write = os.pipe()
-        for fd in (self._read, self._write):
-            os.set_blocking(fd, False)
-        self._lock = threading.Lock()
-        self._closed = False
-
-    @property
-    def fd(self) -> int:
-        """Where the interpreter writes the numbers of the signals caught."""
-        return self._write
-
-    def post(self, event: int) -> None:
-        """From any thread: tell the main thread."""
-        with self._lock:
-            if not self._closed:
-                # A full pipe wakes the main thread anyway.
-                with contextlib.suppress(BlockingIOError):
-                    os.write(self._write, bytes([event]))
-
-    def wait(self, timeout: float | None) -> bytes:
-        """The events so far, waiting up to ``timeout`` seconds for one."""
-        if not select.select([self._read], [], [], timeout)[0]:
-            return b""
-        try:
-            return os.read(self._read, 512)
-        except BlockingIOError:
-            return b""
-
-    def close(self) -> None:
-        """Close the pipe; a thread that posts later (a feeder whose read failed at
-        last) posts nothing, and never to a descriptor that was reused meanwhile."""
-        with self._lock:
-            self._closed = True
-            os.close(self._read)
-            os.close(self._write)
+            self._events.post(HALT_NOW)
 
 
 def _stdout_failure(error: OSError) -> tuple[int, str]:
@@ -676,15 +379,6 @@ def _stdout_failure(error: OSError) -> tuple[int, str]:
     if isinstance(error, BrokenPipeError):
         return 128 + signal.SIGPIPE, "stdout closed"
     return IO_FAILURE, f"cannot write to stdout ({error.strerror})"
-
-
-def input_failure(error: OSError) -> str:
-    """The words for an input that could not be read."""
-    return f"cannot read the input ({error.strerror})"
-
-
-def _on_the_pipe(signum: int, frame: FrameType | None) -> None:
-    """A handler that leaves everything to the wakeup pipe, which has the signal already."""
 
 
 class _MessageHandler(logging.Handler):
@@ -699,19 +393,6 @@ class _MessageHandler(logging.Handler):
             self._streams.message(record.getMessage())
         except Exception:
             self.handleError(record)
-
-
-def count_items(fd: int) -> int | None:
-    """How many items a regular file holds (then rewound); None for a pipe or a terminal."""
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        start = os.lseek(fd, 0, os.SEEK_CUR)
-    except OSError:
-        return None
-    count = sum(1 for _ in read_items(fd))
-    os.lseek(fd, start, os.SEEK_SET)
-    return count
 
 
 def _is_loopback(host: str) -> bool:
