@@ -238,12 +238,14 @@ def test_a_shut_down_herd_resizes_until_its_accepted_work_is_done(make_herd: Mak
     """A paused herd's shutdown goes on once the herd is resized; so resizing stops only
     once the herd has ended: shut down, and every work it accepted done."""
     herd = make_herd(0, backlog=None)
-    futures = [herd.submit(int, "4") for _ in range(2)]
+    release = threading.Event()  # so that no work ends, nor the herd, before the resizes
+    futures = [herd.submit(release.wait, 10) for _ in range(2)]
     herd.shutdown(wait=False)
     herd.herd_size = 1  # accepted work remains: the resize runs it
     herd.herd_size = 2
+    release.set()
     # A future settles after its work is counted: the second has ended the herd.
-    assert [future.result(timeout=10) for future in futures] == [4, 4]
+    assert [future.result(timeout=10) for future in futures] == [True, True]
     with pytest.raises(RuntimeError, match="after shutdown"):
         herd.herd_size = 1
     assert herd.herd_size == 2
