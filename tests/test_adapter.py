@@ -30,19 +30,27 @@ class Overloaded(Exception):
 
 
 class ServiceClock:
-    """The herd's ``perf_counter``: real time, plus what the service says its last call
-    on this thread took, read once (by the reading that ends the attempt)."""
+    """The herd's ``perf_counter``: real time, but for the reading that ends a call the
+    service took: that one is the thread's last reading (the attempt's start) plus what
+    the service says the call took. So an attempt lasts exactly what the service says,
+    however late the OS runs its thread, and which attempts began before a resize is
+    still decided by real time."""
 
     def __init__(self) -> None:
-        self._taken = threading.local()
+        self._thread = threading.local()
 
     def __call__(self) -> float:
-        taken: float = getattr(self._taken, "seconds", 0.0)
-        self._taken.seconds = 0.0
-        return time.perf_counter() + taken
+        thread = self._thread
+        taken: float | None = getattr(thread, "taken", None)
+        if taken is None:
+            now = thread.last = time.perf_counter()
+            return now
+        thread.taken = None
+        start: float = thread.last
+        return start + taken
 
     def spend(self, seconds: float) -> None:
-        self._taken.seconds = seconds
+        self._thread.taken = seconds
 
 
 @pytest.fixture
