@@ -10,7 +10,11 @@ others go on. The herd's own lock is taken only when the size changes, by ``resi
 The operator always wins: :meth:`Adapter.pin` (``herd_size = N``, ``PATCH /herd``) and
 the decision take the same lock, so a decision made before a pin can never land after it.
 An attempt that started before the last resize is left out of the next window: it ran
-at the old size, and would blur what the new one does.
+at the old size, and would blur what the new one does. That is checked under the lock,
+which the moment of the resize is written under, and not as a sample arrives: the deciding
+gopher can be held up (by the herd's lock, or by the OS) between taking a window and
+writing that moment, and the attempts that the others make at the old size meanwhile would
+pass for the new size's: enough of them to double a herd that is already too large.
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ class Adapter:
         self._resize = resize  # herd.resize, and the runner told
         self._overload_on = overload_on
         self._lock = threading.Lock()
-        self._samples: deque[float] = deque()
+        self._samples: deque[tuple[float, float]] = deque()  # (started, duration or _DROPPED)
         self.estimate: LimitEstimate = algorithm.start(herd.size)
         self._due = algorithm.samples(self.estimate)
         self._since = perf_counter()  # attempts that started before this are left out
@@ -64,11 +68,9 @@ class Adapter:
         A drop is any failed attempt, or, once ``overload_on`` names exception types,
         exactly an attempt that raised one of them.
         """
-        if started < self._since:
-            return
         dropped = isinstance(exception, self._overload_on) if self._overload_on else failed
         samples = self._samples
-        samples.append(_DROPPED if dropped else seconds)
+        samples.append((started, _DROPPED if dropped else seconds))
         if len(samples) >= self._due and self._lock.acquire(blocking=False):
             try:
                 self._decide_locked()
@@ -77,10 +79,16 @@ class Adapter:
 
     def _decide_locked(self) -> None:
         samples = self._samples
-        window = [samples.popleft() for _ in range(len(samples))]
+        taken = [samples.popleft() for _ in range(len(samples))]
         if not self.adapting:
             return
-        durations = [s for s in window if s != _DROPPED]
+        window = [sample for sample in taken if sample[0] >= self._since]
+        if len(window) < self._due:
+            # Not a full window of attempts at this size: another gopher has just
+            # decided on the last one, or the attempts from before a resize are out.
+            samples.extend(window)
+            return
+        durations = [s for _, s in window if s != _DROPPED]
         # A herd short of work would idle just as much larger: it does not grow.
         self.estimate = self.algorithm.update(
             self.estimate, durations, len(window) - len(durations), busy=self._herd.busy()

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 import herdexec._adapter
+import herdexec._executor
 import herdexec._herd
 from herdexec import AIMD, Gradient, HerdExecutor, Retry
 
@@ -122,6 +123,36 @@ def test_grows_from_one_to_the_knee_and_follows_it(make_herd: Make, clock: Servi
     assert service.sizes[0] == 1
     assert max(service.sizes[:2000]) <= 16  # slow start overshoots by a doubling at most
     assert herd.stats().adapting
+
+
+def test_attempts_from_before_a_resize_stay_out_of_the_window_after_it(
+    make_herd: Make, clock: ServiceClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gopher that decides to double the herd is held up before the resize, as the
+    OS may hold it: the others go on at the old size meanwhile (for 40 calls, then they
+    wait for the resize), and none of those attempts may pass for one at the new size,
+    or the herd would double again."""
+    service = Service(clock, capacity=8)
+    resize = herdexec._executor._resize
+    others_went_on, resized = threading.Event(), threading.Event()
+
+    def hold_the_others() -> None:  # under the service's lock: every call waits
+        others_went_on.set()
+        assert resized.wait(timeout=30)
+
+    def late(*args: Any) -> None:
+        if not others_went_on.is_set():
+            with service._lock:
+                service.at[len(service.sizes) + 40] = hold_the_others
+            assert others_went_on.wait(timeout=30)
+        resize(*args)
+        resized.set()
+
+    monkeypatch.setattr(herdexec._executor, "_resize", late)
+    serve(make_herd, service, 1000, 8, adapt=Gradient(max_size=64))
+    assert service.sizes[:50] == [8] * 50  # the held-up decision, and 40 calls at 8 after it
+    assert max(service.sizes) == 16, sorted(set(service.sizes))
+    assert 8 <= min(service.sizes[500:]) <= max(service.sizes[500:]) <= 1.3 * 8 + 1
 
 
 def test_map_gives_an_adaptive_herd_the_work_to_grow_into(
