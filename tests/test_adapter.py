@@ -64,12 +64,22 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> ServiceClock:
 
 class Service:
     """See the module's docstring; ``at`` runs an action on the n-th call, under the
-    service's lock, so that every later call sees what it did."""
+    service's lock, so that every later call sees what it did.
 
-    def __init__(self, clock: ServiceClock, capacity: int, base: float = 1.0) -> None:
+    A call waits while the herd's adapter decides (it takes the adapter's lock, as a
+    decision does), since a decision takes no time next to a call of a second: else a
+    gopher that the OS holds up in the middle of one would leave the others calling at
+    the old size, a thousand calls in a millisecond, and the count of calls would no
+    longer tell where the herd stands. ``decisions_wait=False`` lets them go on.
+    """
+
+    def __init__(
+        self, clock: ServiceClock, capacity: int, base: float = 1.0, *, decisions_wait: bool = True
+    ) -> None:
         self.clock = clock
         self.capacity = capacity
         self.base = base
+        self.decisions_wait = decisions_wait
         self.herd: HerdExecutor | None = None
         self.sizes: list[int] = []  # the herd's size at each call
         self.threads: list[int] = []  # gopher threads alive, every tenth call
@@ -78,6 +88,10 @@ class Service:
 
     def __call__(self) -> None:
         assert self.herd is not None
+        adapter = self.herd._herd.adapter
+        if adapter is not None and self.decisions_wait:
+            with adapter._lock:
+                pass
         with self._lock:
             size = self.herd.herd_size
             self.sizes.append(size)
@@ -130,9 +144,10 @@ def test_attempts_from_before_a_resize_stay_out_of_the_window_after_it(
 ) -> None:
     """The gopher that decides to double the herd is held up before the resize, as the
     OS may hold it: the others go on at the old size meanwhile (for 40 calls, then they
-    wait for the resize), and none of those attempts may pass for one at the new size,
-    or the herd would double again."""
-    service = Service(clock, capacity=8)
+    wait for the resize, and from then on for every decision, as in the other tests),
+    and none of those attempts may pass for one at the new size, or the herd would
+    double again."""
+    service = Service(clock, capacity=8, decisions_wait=False)
     resize = herdexec._executor._resize
     others_went_on, resized = threading.Event(), threading.Event()
 
@@ -146,6 +161,7 @@ def test_attempts_from_before_a_resize_stay_out_of_the_window_after_it(
                 service.at[len(service.sizes) + 40] = hold_the_others
             assert others_went_on.wait(timeout=30)
         resize(*args)
+        service.decisions_wait = True
         resized.set()
 
     monkeypatch.setattr(herdexec._executor, "_resize", late)
