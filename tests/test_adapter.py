@@ -108,12 +108,18 @@ class Service:
 
 def serve(make: Make, service: Service, works: int, *args: Any, **kwargs: Any) -> HerdExecutor:
     """A herd on ``service`` that has run ``works`` works to the end (each retried until
-    the service takes it), all submitted at once so that no gopher idles for want of
-    work."""
+    the service takes it), all submitted before the first call ends (it waits for them,
+    under the service's lock) so that no gopher idles for want of work."""
     kwargs.setdefault("retry_on", Overloaded)
     herd = make(*args, backlog=None, registry=None, max_retries=10**6, **kwargs)
     service.herd = herd
-    futures = [herd.submit(service) for _ in range(works)]
+    submitted = threading.Event()
+    assert 1 not in service.at
+    service.at[1] = submitted.wait
+    try:
+        futures = [herd.submit(service) for _ in range(works)]
+    finally:
+        submitted.set()
     done, _ = wait(futures, timeout=60)
     assert len(done) == works
     assert all(f.exception() is None for f in futures)
@@ -143,30 +149,32 @@ def test_attempts_from_before_a_resize_stay_out_of_the_window_after_it(
     make_herd: Make, clock: ServiceClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The gopher that decides to double the herd is held up before the resize, as the
-    OS may hold it: the others go on at the old size meanwhile (for 40 calls, then they
-    wait for the resize, and from then on for every decision, as in the other tests),
-    and none of those attempts may pass for one at the new size, or the herd would
-    double again."""
+    OS may hold it: the others go on at the old size meanwhile, and none of those
+    attempts may pass for one at the new size, or the herd would double again.
+
+    The first window is calls 1 to 10; call 11 waits for the decision to reach the
+    resize, and call 51 for the resize to be done, so calls 11 to 51 are the others'
+    at the old size. From then on calls wait for every decision, as in the other tests.
+    """
     service = Service(clock, capacity=8, decisions_wait=False)
     resize = herdexec._executor._resize
-    others_went_on, resized = threading.Event(), threading.Event()
-
-    def hold_the_others() -> None:  # under the service's lock: every call waits
-        others_went_on.set()
-        assert resized.wait(timeout=30)
+    deciding, others_went_on, resized = threading.Event(), threading.Event(), threading.Event()
+    service.at = {
+        11: lambda: deciding.wait(timeout=30),
+        51: lambda: others_went_on.set() or resized.wait(timeout=30),
+    }
 
     def late(*args: Any) -> None:
-        if not others_went_on.is_set():
-            with service._lock:
-                service.at[len(service.sizes) + 40] = hold_the_others
-            assert others_went_on.wait(timeout=30)
+        if not deciding.is_set():
+            deciding.set()
+            others_went_on.wait(timeout=30)
         resize(*args)
         service.decisions_wait = True
         resized.set()
 
     monkeypatch.setattr(herdexec._executor, "_resize", late)
     serve(make_herd, service, 1000, 8, adapt=Gradient(max_size=64))
-    assert service.sizes[:50] == [8] * 50  # the held-up decision, and 40 calls at 8 after it
+    assert service.sizes[:51] == [8] * 51
     assert max(service.sizes) == 16, sorted(set(service.sizes))
     assert 8 <= min(service.sizes[500:]) <= max(service.sizes[500:]) <= 1.3 * 8 + 1
 
