@@ -472,6 +472,17 @@ def test_a_reader_that_goes_away_stops_the_run(tmp_path: Path) -> None:
 # -- signals and the control server ------------------------------------------------
 
 
+def check_item_3_unstarted(rows: list[dict[str, str]], err: str, ended: str) -> None:
+    """Jobs 1 and 2 ran and item 3 was in the input when Ctrl-C came: if the input
+    thread had read it (made it the job that waits for a gopher), it is reported as not
+    started in the summary and the joblog alike; else it is in neither, and a --resume
+    runs it. Which one depends on whether that thread got to item 3 before both jobs had
+    started, which a slow scheduler decides."""
+    unstarted = [(r["item"], r["status"], r["exit"]) for r in rows[2:]]
+    assert unstarted in ([], [("3", "not-started", "")])
+    assert f"{ended}, {len(unstarted)} not started" in err
+
+
 def test_first_ctrl_c_stops_intake_and_lets_running_jobs_finish(
     background: type[Run], started: Fifo, gate: Fifo, tmp_path: Path
 ) -> None:
@@ -485,13 +496,10 @@ def test_first_ctrl_c_stops_intake_and_lets_running_jobs_finish(
     code, out, err = run.finish()
     assert code == 130
     assert sorted(out.splitlines()) == ["out 1", "out 2"]
-    assert "2 succeeded, 0 retried, 0 failed, 1 not started; stopped by SIGINT" in err
     rows = read_joblog(log)
-    assert [(r["item"], r["status"]) for r in rows] == [
-        ("1", "success"),
-        ("2", "success"),
-        ("3", "not-started"),  # read, and waiting for a gopher, when Ctrl-C came
-    ]
+    assert [(r["item"], r["status"]) for r in rows[:2]] == [("1", "success"), ("2", "success")]
+    check_item_3_unstarted(rows, err, "2 succeeded, 0 retried, 0 failed")
+    assert "; stopped by SIGINT" in err
     with pytest.raises(TimeoutError):
         started.readline(timeout=0.2)  # and no other job started
 
@@ -509,13 +517,12 @@ def test_second_ctrl_c_kills_the_running_jobs(
     code, out, err = run.finish()
     assert (code, out) == (130, "")
     assert "sending SIGTERM to 2 running jobs" in err
-    assert "0 succeeded, 0 retried, 2 failed, 1 not started" in err
     rows = read_joblog(log)
-    assert [(r["item"], r["status"], r["exit"]) for r in rows] == [
+    assert [(r["item"], r["status"], r["exit"]) for r in rows[:2]] == [
         ("1", "killed", "143"),
         ("2", "killed", "143"),
-        ("3", "not-started", ""),
     ]
+    check_item_3_unstarted(rows, err, "0 succeeded, 0 retried, 2 failed")
     assert all(gone(pid) for pid in pids.values())
 
 
