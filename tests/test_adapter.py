@@ -39,6 +39,7 @@ class ServiceClock:
 
     def __init__(self) -> None:
         self._thread = threading.local()
+        self.deciding = threading.Lock()  # held while the adapter decides
 
     def __call__(self) -> float:
         thread = self._thread
@@ -59,6 +60,13 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> ServiceClock:
     clock = ServiceClock()
     monkeypatch.setattr(herdexec._herd, "perf_counter", clock)
     monkeypatch.setattr(herdexec._adapter, "perf_counter", clock)
+    decide = herdexec._adapter.Adapter._decide_locked
+
+    def decide_held(adapter: herdexec._adapter.Adapter) -> None:
+        with clock.deciding:
+            decide(adapter)
+
+    monkeypatch.setattr(herdexec._adapter.Adapter, "_decide_locked", decide_held)
     return clock
 
 
@@ -66,8 +74,9 @@ class Service:
     """See the module's docstring; ``at`` runs an action on the n-th call, under the
     service's lock, so that every later call sees what it did.
 
-    A call waits while the herd's adapter decides (it takes the adapter's lock, as a
-    decision does), since a decision takes no time next to a call of a second: else a
+    A call waits while the herd's adapter decides (on the clock's ``deciding`` lock; not
+    on the adapter's own, since a gopher that finds that one taken skips its turn to
+    decide), since a decision takes no time next to a call of a second: else a
     gopher that the OS holds up in the middle of one would leave the others calling at
     the old size, a thousand calls in a millisecond, and the count of calls would no
     longer tell where the herd stands. ``decisions_wait=False`` lets them go on.
@@ -88,9 +97,8 @@ class Service:
 
     def __call__(self) -> None:
         assert self.herd is not None
-        adapter = self.herd._herd.adapter
-        if adapter is not None and self.decisions_wait:
-            with adapter._lock:
+        if self.decisions_wait:
+            with self.clock.deciding:
                 pass
         with self._lock:
             size = self.herd.herd_size
