@@ -39,7 +39,10 @@ class ServiceClock:
 
     def __init__(self) -> None:
         self._thread = threading.local()
-        self.deciding = threading.Lock()  # held while the adapter decides
+        # Held while an attempt is written down, and while the adapter decides, if
+        # decisions_wait: calls wait meanwhile (see Service).
+        self.deciding = threading.Lock()
+        self.decisions_wait = True
 
     def __call__(self) -> float:
         thread = self._thread
@@ -60,13 +63,16 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> ServiceClock:
     clock = ServiceClock()
     monkeypatch.setattr(herdexec._herd, "perf_counter", clock)
     monkeypatch.setattr(herdexec._adapter, "perf_counter", clock)
-    decide = herdexec._adapter.Adapter._decide_locked
+    observe = herdexec._adapter.Adapter.observe
 
-    def decide_held(adapter: herdexec._adapter.Adapter) -> None:
+    def observe_held(adapter: herdexec._adapter.Adapter, *args: Any) -> None:
+        if not clock.decisions_wait:
+            observe(adapter, *args)
+            return
         with clock.deciding:
-            decide(adapter)
+            observe(adapter, *args)
 
-    monkeypatch.setattr(herdexec._adapter.Adapter, "_decide_locked", decide_held)
+    monkeypatch.setattr(herdexec._adapter.Adapter, "observe", observe_held)
     return clock
 
 
@@ -74,21 +80,21 @@ class Service:
     """See the module's docstring; ``at`` runs an action on the n-th call, under the
     service's lock, so that every later call sees what it did.
 
-    A call waits while the herd's adapter decides (on the clock's ``deciding`` lock; not
-    on the adapter's own, since a gopher that finds that one taken skips its turn to
-    decide), since a decision takes no time next to a call of a second: else a
-    gopher that the OS holds up in the middle of one would leave the others calling at
-    the old size, a thousand calls in a millisecond, and the count of calls would no
-    longer tell where the herd stands. ``decisions_wait=False`` lets them go on.
+    A call waits while the herd's adapter decides, since a decision takes no time next
+    to a call of a second: else a gopher that the OS holds up in the middle of one
+    would leave the others calling at the old size, a thousand calls in a millisecond,
+    and the count of calls would no longer tell where the herd stands. It waits on the
+    clock's ``deciding`` lock, which each attempt's ``observe`` holds from before it
+    takes the adapter's lock to after it has let it go: a gopher that finds the
+    adapter's lock taken skips its turn to decide, and one held up just before it let
+    the lock go would have others skip theirs for as long. ``decisions_wait=False``
+    (the clock's) lets calls go on.
     """
 
-    def __init__(
-        self, clock: ServiceClock, capacity: int, base: float = 1.0, *, decisions_wait: bool = True
-    ) -> None:
+    def __init__(self, clock: ServiceClock, capacity: int, base: float = 1.0) -> None:
         self.clock = clock
         self.capacity = capacity
         self.base = base
-        self.decisions_wait = decisions_wait
         self.herd: HerdExecutor | None = None
         self.sizes: list[int] = []  # the herd's size at each call
         self.threads: list[int] = []  # gopher threads alive, every tenth call
@@ -97,7 +103,7 @@ class Service:
 
     def __call__(self) -> None:
         assert self.herd is not None
-        if self.decisions_wait:
+        if self.clock.decisions_wait:
             with self.clock.deciding:
                 pass
         with self._lock:
@@ -164,7 +170,8 @@ def test_attempts_from_before_a_resize_stay_out_of_the_window_after_it(
     resize, and call 51 for the resize to be done, so calls 11 to 51 are the others'
     at the old size. From then on calls wait for every decision, as in the other tests.
     """
-    service = Service(clock, capacity=8, decisions_wait=False)
+    clock.decisions_wait = False
+    service = Service(clock, capacity=8)
     resize = herdexec._executor._resize
     deciding, others_went_on, resized = threading.Event(), threading.Event(), threading.Event()
     service.at = {
@@ -177,7 +184,7 @@ def test_attempts_from_before_a_resize_stay_out_of_the_window_after_it(
             deciding.set()
             others_went_on.wait(timeout=30)
         resize(*args)
-        service.decisions_wait = True
+        clock.decisions_wait = True
         resized.set()
 
     monkeypatch.setattr(herdexec._executor, "_resize", late)
