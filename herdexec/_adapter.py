@@ -124,11 +124,13 @@ class Adapter:
             # First, even to the same size: a herd that has ended refuses, and then
             # nothing has changed.
             self._resize(self.algorithm.size(estimate))
-            self.adapting = True
             self._samples.clear()
             self.estimate = estimate
             self._due = self.algorithm.samples(estimate)
             self._since = perf_counter()
+            # Last: if a Ctrl-C cuts this short, the herd is not adapting yet, and
+            # resuming again does it all (a paused herd would stay paused otherwise).
+            self.adapting = True
 
 
 def configure(

@@ -25,6 +25,16 @@ for. Their work is queued at once, holding no slot, as a retry holds none.
 Gopher threads reference the ``Herd``, never the ``HerdExecutor`` that wraps it, so an
 executor dropped without ``shutdown()`` is collected and its finalizer winds the herd
 down, as an unreferenced ``ThreadPoolExecutor`` does.
+
+A Ctrl-C (any exception a signal handler raises) reaches only the main thread, so only
+a caller's path can be cut short: submit, resize, cancel, close_input, shutdown, join and
+an output read. The interpreter raises it as a Python function starts, after a call
+returns, at the end of a loop's pass, or inside a blocking wait, and never between
+statements that call nothing. So each change a caller makes to the herd is plain stores
+followed by at most one call, which a Ctrl-C cannot split; or it records what it took
+in a list in the same step (``_take_into``) and a handler settles the list; or it is a
+step that is safe to do again, done again if it was cut short (``_finish``). Gophers and
+the retry timer are never interrupted. docs/design.md ("Ctrl-C") goes through each place.
 """
 
 from __future__ import annotations
@@ -37,7 +47,7 @@ import sys
 import threading
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableSequence
 from concurrent import futures
 from contextlib import suppress
 from functools import partial
@@ -110,6 +120,7 @@ _WAKE: Final[HerdFuture[Any]] = HerdFuture.__new__(HerdFuture)
 # What Herd._after tells the gopher besides its next work.
 _WAIT: Final[HerdFuture[Any]] = HerdFuture.__new__(HerdFuture)  # idle token given: block
 _GONE: Final[HerdFuture[Any]] = HerdFuture.__new__(HerdFuture)  # departed: end the thread
+_BOOTED, _REVOKED = 0, 1  # a new gopher's flags (see Herd._spawn_locked)
 _REFUSED: Final = object()  # a slot token that tells a blocked caller to give up
 _NO_TOKEN: Final = object()  # never on the slot queue
 
@@ -172,7 +183,9 @@ class Herd:
             self._slots = queue.SimpleQueue()
             for _ in range(size + backlog):
                 self._slots.put(None)
-        self._waiting = 0  # callers blocked for a slot
+        # One token per caller blocked for a slot: a token, not a count under the lock,
+        # so that a caller leaving the wait takes no lock (whose wait a Ctrl-C could cut).
+        self._waiters: queue.SimpleQueue[None] = queue.SimpleQueue()
 
         # Served before the ready queue: retries whose backoff is over, and works that a
         # gopher handed back because the herd shrank under it.
@@ -237,7 +250,11 @@ class Herd:
         with self._lock:
             running = sum(tally[RUNNING] for tally in self._tallies.values())
             queued = self._ready.qsize() - self._marks
-            return 2 * running >= self._size or queued > self._alive - running or self._waiting > 0
+            return (
+                2 * running >= self._size
+                or queued > self._alive - running
+                or not self._waiters.empty()
+            )
 
     def threads(self) -> frozenset[threading.Thread]:
         with self._lock:
@@ -257,7 +274,7 @@ class Herd:
                 herd_size=self._size,
                 busy=busy,
                 idle=idle,
-                waiting_submitters=self._waiting,
+                waiting_submitters=self._waiters.qsize(),
                 backlog=max(0, queued - idle),  # what the idle gophers cannot take now
                 # A retry carries its _withdraw; a work handed back after a shrink, or
                 # queued without a slot, is not one.
@@ -305,23 +322,33 @@ class Herd:
         """
         # The path every submit takes: kept short, as ThreadPoolExecutor's is.
         slots = self._slots
-        if slots is not None and not _take(slots):
-            if self._must_not_wait():
-                future._holds_slot = False
-            else:
-                self._wait_for_slot(slots, timeout)
-        with self._lock:
-            if self._state is not _OPEN or _lifecycle.exiting:
-                if slots is not None and future._holds_slot:
-                    slots.put(None)
-                self._check_open_locked()
-            self._submitted += 1
-            # Queue the work first, so that a gopher started for it finds it: an idle
-            # token must never stand for a gopher that is in fact busy, or a later work
-            # would wait for a gopher that is not coming.
-            self._ready.put(future)
-            if not _take(self._idle) and self._alive < self._size:  # else an idle one takes it
-                self._spawn_locked()
+        # The slot token, from when it leaves the queue until the work holds it: given
+        # back if anything is raised in between (see _take_into).
+        held: list[object] = []
+        try:
+            if slots is not None and not _take_free(held, slots):
+                if self._must_not_wait():
+                    future._holds_slot = False
+                else:
+                    self._wait_for_slot(slots, timeout, held)
+            with self._lock:
+                if self._state is not _OPEN or _lifecycle.exiting:
+                    self._check_open_locked()
+                # Counted, holding its slot and queued, with no call before the put: a
+                # Ctrl-C lands before all three or after.
+                self._submitted += 1
+                del held[:]
+                try:
+                    self._ready.put(future)
+                    self._find_gopher_locked()
+                except BaseException:
+                    self._find_gopher_locked()  # the work is queued: a gopher must come
+                    raise
+        except BaseException:
+            if held:
+                assert slots is not None
+                slots.put(held.pop())
+            raise
 
     def _must_not_wait(self) -> bool:
         """Whether the caller is one of this herd's gophers or runs an asyncio event loop:
@@ -332,14 +359,23 @@ class Herd:
         events = sys.modules.get("asyncio.events")
         return events is not None and events._get_running_loop() is not None
 
-    def _wait_for_slot(self, slots: queue.SimpleQueue[object], timeout: float | None) -> None:
-        """Block until a slot token comes, or until the herd refuses this caller.
+    def _find_gopher_locked(self) -> None:
+        """A work was just queued: promise it an idle gopher, or start one.
 
-        A Ctrl-C is raised at the first bytecode after the wait that it interrupted, or
-        that it merely landed during: a token returned to a local would be lost there
-        and the herd would take one work fewer for good. So the token goes from the
-        queue into ``held`` in C, where no interrupt can fall in between, and anything
-        raised later gives it back.
+        The work is queued first, so that a gopher started for it finds it: an idle
+        token must never stand for a gopher that is in fact busy, or a later work would
+        wait for a gopher that is not coming. Done again after a Ctrl-C cut it short, it
+        may take one idle token too many or start one gopher more (within the size),
+        which costs a thread, never a work.
+        """
+        if not _take(self._idle) and self._alive < self._size:  # else an idle one takes it
+            self._spawn_locked()
+
+    def _wait_for_slot(
+        self, slots: queue.SimpleQueue[object], timeout: float | None, held: list[object]
+    ) -> None:
+        """Block until a slot token comes into ``held``, or until the herd refuses this
+        caller; the caller gives back what ``held`` has if anything is raised later.
 
         A timed wait first tries a get() that does not block. On CPython 3.10 a get() with
         a timeout that finds the queue empty and the queue's own lock free can block for
@@ -348,34 +384,28 @@ class Herd:
         microseconds there does it. A get() that does not block leaves that lock set, and
         a timeout of 0 never blocks at all. 3.11 and later have no such flaw.
         """
-        with self._lock:
-            self._check_open_locked()
-            self._waiting += 1
-        held: list[object] = []
-        wait = partial(slots.get, timeout is None or timeout > 0, timeout)
+        counted = False
         try:
-            try:
-                if timeout is not None:
-                    with suppress(queue.Empty):
-                        held.extend(itertools.islice(iter(partial(slots.get, False), _NO_TOKEN), 1))
-                if not held:
-                    held.extend(itertools.islice(iter(wait, _NO_TOKEN), 1))
-            finally:
-                with self._lock:
-                    self._waiting -= 1
-            if held[0] is _REFUSED:
-                with self._lock:
-                    self._check_open_locked()
+            with self._lock:
+                self._check_open_locked()
+                counted = True  # the put comes next, with no call in between
+                self._waiters.put(None)
+            if timeout is not None:
+                _take_free(held, slots)
+            if not held:
+                _take_into(held, partial(slots.get, timeout is None or timeout > 0, timeout), 1)
         except queue.Empty:
             # concurrent.futures' own, so that one except clause catches this and a
             # result() timeout alike (it is the built-in one from Python 3.11 on).
             raise futures.TimeoutError(
                 f"no gopher took the work within {timeout} seconds"
             ) from None
-        except BaseException:
-            if held:
-                slots.put(held.pop())
-            raise
+        finally:
+            if counted:
+                self._waiters.get_nowait()
+        if held[0] is _REFUSED:
+            with self._lock:
+                self._check_open_locked()
 
     def _check_open_locked(self) -> None:
         if self._state is _State.OPEN and not _lifecycle.exiting:
@@ -389,9 +419,13 @@ class Herd:
         raise RuntimeError(_SHUTDOWN_MESSAGE)
 
     def _refuse_waiting_locked(self) -> None:
-        """Wake every caller blocked for a slot; each finds the herd closed and raises."""
+        """Wake every caller blocked for a slot; each finds the herd closed and raises.
+
+        Done again, it refuses them again: a token that nobody takes is harmless once
+        intake has stopped for good.
+        """
         if self._slots is not None:
-            for _ in range(self._waiting):
+            for _ in range(self._waiters.qsize()):
                 self._slots.put(_REFUSED)
 
     def _wake_for_due_locked(self) -> None:
@@ -402,15 +436,36 @@ class Herd:
             self._wake_locked(1)  # an idle gopher wakes; else a busy one reads it later
 
     def _spawn_locked(self) -> None:
+        """Start a gopher, counted from before its thread starts.
+
+        ``Thread.start()`` waits for the new thread to run, and a Ctrl-C lands there as
+        often as not, or just before the thread was made: the exception does not say
+        which. So the gopher is counted first, and if ``start()`` raises, the spawner
+        and the thread settle it with two flags: the spawner sets REVOKED, then reads
+        BOOTED; the thread sets BOOTED, then reads REVOKED; so at least one of them sees
+        the other's. A spawner that sees BOOTED keeps the gopher, which runs; one that
+        does not counts it out, and a thread that starts after all sees REVOKED and
+        asks under the lock (held by the spawner until it has decided) whether it still
+        counts. Without an interrupt the thread reads one flag and takes no lock.
+        """
+        flags = [False, False]
         tally = new_tally()
         name = f"{self._prefix}_{next(self._thread_numbers)}"
-        thread = threading.Thread(name=name, target=self._gopher_main, args=(tally,))
-        thread.start()
-        self._alive += 1
-        self._tallies[id(tally)] = tally
+        thread = threading.Thread(name=name, target=self._gopher_main, args=(flags, tally))
+        try:
+            self._alive += 1
+            self._tallies[id(tally)] = tally
+            self._threads.add(thread)
+            thread.start()
+        except BaseException:
+            flags[_REVOKED] = True
+            if not flags[_BOOTED]:
+                self._alive -= 1
+                del self._tallies[id(tally)]
+                self._threads.discard(thread)
+            raise
         if len(self._threads) > 2 * self._alive + 16:
             self._threads = {t for t in self._threads if t.is_alive()}
-        self._threads.add(thread)
 
     def _wake_locked(self, count: int) -> None:
         """Put ``count`` _WAKE markers on the ready queue, for idle gophers to see.
@@ -419,8 +474,8 @@ class Herd:
         busy gopher may take the work promised to an idle one), so they cannot tell
         whether anyone would wake. A spare marker costs a look around.
         """
-        self._marks += count
         for _ in range(count):
+            self._marks += 1  # each counted as it is put, with no call in between
             self._ready.put(_WAKE)
 
     # -- resizing --------------------------------------------------------------------
@@ -436,29 +491,57 @@ class Herd:
         with self._lock:
             if self._shut_down and not self._outstanding_locked():
                 raise RuntimeError(_RESIZE_MESSAGE)
-            change, self._size = size - self._size, size
-            if self._slots is not None:
-                self._resize_slots_locked(change)
-            if self._state is not _State.BROKEN and not self._ended:
-                waiting = self._ready.qsize() - self._marks - self._idle.qsize() + len(self._due)
-                for _ in range(min(waiting, size - self._alive)):
-                    self._spawn_locked()
-            # Busy surplus gophers leave as they finish; idle ones when woken.
-            self._wake_locked(max(0, self._alive - size))
-            self._changed.notify_all()
+            _finish(self._resize_locked, size)
 
-    def _resize_slots_locked(self, change: int) -> None:
-        assert self._slots is not None
-        if change > 0:
-            repaid = min(change, self._slot_debt)
-            self._slot_debt -= repaid
-            for _ in range(change - repaid):
-                self._slots.put(None)
-        for _ in range(-change):
-            try:
-                self._slots.get_nowait()
-            except queue.Empty:
-                self._slot_debt += 1  # in use: dropped when it comes back
+    def _resize_locked(self, size: int) -> None:
+        """resize(), which a second run finishes if a Ctrl-C cut the first short: the
+        size and its slots change in one step, and what follows is safe to do again."""
+        self._set_size_locked(size)
+        if self._slots is not None:
+            self._pay_slot_debt_locked(self._slots)
+        self._staff_locked()
+        # Busy surplus gophers leave as they finish; idle ones when woken.
+        self._wake_locked(max(0, self._alive - size))
+        self._changed.notify_all()
+
+    def _set_size_locked(self, size: int) -> None:
+        """Set the size, with as many slot tokens more, or owed, as it changed by."""
+        slots = self._slots
+        change = size - self._size
+        if slots is None or change <= 0:
+            self._size = size
+            if slots is not None:
+                self._slot_debt -= change  # owed, and paid as tokens come free
+            return
+        repaid = min(change, self._slot_debt)
+        tokens = map(slots.put, itertools.repeat(None, change - repaid))
+        self._size = size
+        self._slot_debt -= repaid
+        # No call since the stores: the new tokens go in with them, one C call that
+        # runs the puts to their end (a deque of no length keeps nothing).
+        deque(tokens, maxlen=0)
+
+    def _pay_slot_debt_locked(self, slots: queue.SimpleQueue[object]) -> None:
+        """Take free slot tokens off for what a shrink owes; tokens in use are dropped as
+        they come back (_give_back_slot).
+
+        Each token is taken and paid with no call in between: a Ctrl-C lands between
+        two, and doing this again pays the rest.
+        """
+        try:
+            for _ in itertools.islice(iter(slots.get_nowait, _NO_TOKEN), self._slot_debt):
+                self._slot_debt -= 1
+        except queue.Empty:
+            pass
+
+    def _staff_locked(self) -> None:
+        """Start gophers for the works that wait with no gopher to take them, up to
+        the size (resize; join, should a Ctrl-C have cut a start short)."""
+        if self._state is _State.BROKEN or self._ended:
+            return
+        waiting = self._ready.qsize() - self._marks - self._idle.qsize() + len(self._due)
+        for _ in range(min(waiting, self._size - self._alive)):
+            self._spawn_locked()
 
     def _give_back_slot(self) -> None:
         assert self._slots is not None
@@ -471,7 +554,12 @@ class Herd:
 
     # -- the gophers -----------------------------------------------------------------
 
-    def _gopher_main(self, tally: list[Any]) -> None:
+    def _gopher_main(self, flags: list[bool], tally: list[Any]) -> None:
+        flags[_BOOTED] = True
+        if flags[_REVOKED]:  # a Ctrl-C cut the spawner's start() short (see _spawn_locked)
+            with self._lock:
+                if id(tally) not in self._tallies:
+                    return  # counted out
         _this_thread.herd = self  # its own submits never wait: see accept()
         if self._initializer is not None:
             try:
@@ -672,10 +760,13 @@ class Herd:
         self._changed.notify_all()
 
     def _wind_down_if_finished_locked(self) -> None:
-        """Once no work can come any more: send the gophers away and end the output."""
+        """Once no work can come any more: send the gophers away and end the output.
+
+        Marked done last, so that a run a Ctrl-C cut short is done again by the next
+        (a spare marker or end of output costs nothing).
+        """
         if self._ended or self._state is _State.OPEN or self._outstanding_locked():
             return
-        self._ended = True
         while True:
             try:
                 self._idle.get_nowait()
@@ -684,6 +775,7 @@ class Herd:
         self._wake_locked(self._alive)
         if self._output is not None:
             self._output.end()
+        self._ended = True
         self._changed.notify_all()
 
     def _call_back(self, callback: Callable[[Work], object], work: Work) -> None:
@@ -742,39 +834,63 @@ class Herd:
             self._wake_for_due_locked()
 
     def _withdraw(self, future: HerdFuture[Any]) -> None:
-        """Take back a waiting retry whose future was just cancelled."""
+        """Take back a waiting retry whose future was just cancelled, and end it: it is
+        counted and wait() is told now, not once its backoff is over. If a gopher got
+        there first, it sees the cancellation itself."""
+        taken: deque[HerdFuture[Any]] = deque()
         with self._lock:
-            if not self._remove_retry_locked(future):
-                return  # a gopher got there first and will see the cancellation
-            self._retired[CANCELLED] += 1
-            self._wind_down_if_finished_locked()
-        future._withdraw = None
-        future.set_running_or_notify_cancel()  # tells wait() and as_completed()
-
-    def _remove_retry_locked(self, future: HerdFuture[Any]) -> bool:
-        if future in self._due:  # futures compare by identity
-            self._due.remove(future)
-            return True
-        return self._backoffs.remove_locked(lambda waiting: waiting is future) is not None
+            try:
+                if future in self._due:  # futures compare by identity
+                    index = self._due.index(future)
+                    del self._due[index]
+                    taken.append(future)  # no call since the del: the two go together
+                else:
+                    self._backoffs.take_back_locked(future, taken)
+            finally:
+                try:
+                    self._settle_taken_locked(taken)
+                except BaseException:
+                    self._settle_taken_locked(taken)  # finish what a Ctrl-C cut short
+                    raise
 
     # -- breaking, closing, shutting down --------------------------------------------
 
-    def _take_waiting_locked(self) -> list[HerdFuture[Any]]:
-        """Take every accepted work that has not started out of the herd."""
-        waiting: list[HerdFuture[Any]] = []
-        markers: list[HerdFuture[Any]] = []
-        while True:
-            try:
-                future = self._ready.get_nowait()
-            except queue.Empty:
-                break
-            (markers if future is _WAKE else waiting).append(future)
-        for marker in markers:
-            self._ready.put(marker)
-        waiting += self._due
-        waiting += self._backoffs.take_all_locked()
-        self._due.clear()
-        return waiting
+    def _take_waiting_locked(self, taken: deque[HerdFuture[Any]]) -> None:
+        """Move every accepted work that has not started out of the herd into ``taken``,
+        with the ready queue's markers.
+
+        Each leaves the herd and enters ``taken`` in one step that a Ctrl-C cannot
+        split, so that whoever settles ``taken`` has them all.
+        """
+        with suppress(queue.Empty):
+            _take_into(taken, self._ready.get_nowait, None)
+        due = self._due
+        while due:
+            future = due[0]
+            del due[0]
+            taken.append(future)  # no call since the del
+        self._backoffs.take_all_locked(taken)
+
+    def _settle_taken_locked(self, taken: deque[HerdFuture[Any]]) -> None:
+        """Settle the works taken out of the herd, one by one: a cancelled one ends
+        (wait() told, counted cancelled); any other, and a marker, goes back on the
+        ready queue.
+
+        Each leaves ``taken`` only as it is settled, in a step that a Ctrl-C cannot
+        split, so that doing this again settles the rest. No slot is given back: a
+        waiting retry holds none, and otherwise the herd is shut down.
+        """
+        while taken:
+            future = taken[0]
+            if future is not _WAKE and future.cancelled():
+                future._withdraw = None
+                future._tell_cancelled()  # tells wait() and as_completed(), once
+                self._retired[CANCELLED] += 1
+                del taken[0]
+            else:
+                del taken[0]
+                self._ready.put(future)  # no call since the del
+        self._wind_down_if_finished_locked()
 
     def _initializer_failed(self, exc: BaseException, tally: list[Any] | None = None) -> None:
         """An initializer raised, in a gopher (with its ``tally``: it leaves) or in a
@@ -787,12 +903,16 @@ class Herd:
     def _break(self, tally: list[Any] | None) -> None:
         """Fail every waiting work and refuse all later ones; a gopher that breaks the
         herd gives its ``tally`` and leaves."""
+        taken: deque[HerdFuture[Any]] = deque()
         with self._lock:
             self._state = _State.BROKEN
             if tally is not None:
                 self._depart_locked(tally)
             self._refuse_waiting_locked()
-            waiting = self._take_waiting_locked()
+            self._take_waiting_locked(taken)
+            waiting = [future for future in taken if future is not _WAKE]
+            for _ in range(len(taken) - len(waiting)):
+                self._ready.put(_WAKE)  # for the gophers they are to wake
             self._wake_locked(self._alive)
         for future in waiting:
             self._fail_broken(future)
@@ -815,54 +935,65 @@ class Herd:
 
     def close_input(self) -> None:
         """Stop intake; accepted work and its retries go on (gofherd's CloseInputChan)."""
+        _finish(self._close_input)
+
+    def _close_input(self) -> None:
         with self._lock:
             if self._state is _State.OPEN:
                 self._state = _State.CLOSED
+            if self._state is _State.CLOSED:  # again, if a Ctrl-C cut the first run short
                 self._refuse_waiting_locked()
                 self._wind_down_if_finished_locked()
 
     def shutdown(self, *, cancel_futures: bool = False) -> None:
         """Stop intake for good; with ``cancel_futures`` cancel what has not started."""
+        taken: deque[HerdFuture[Any]] = deque()
+        try:
+            _finish(self._stop, cancel_futures, taken)
+        finally:
+            try:
+                self._cancel_taken(taken)
+            except BaseException:
+                self._cancel_taken(taken)  # finish what a Ctrl-C cut short
+                raise
+
+    def _stop(self, cancel_futures: bool, taken: deque[HerdFuture[Any]]) -> None:
         with self._lock:
             self._shut_down = True
             if self._state is not _State.BROKEN:
                 self._state = _State.SHUTDOWN
             self._refuse_waiting_locked()
-            cancelled: list[HerdFuture[Any]] = []
             if cancel_futures:
-                cancelled = self._take_waiting_locked()
-                self._retired[CANCELLED] += len(cancelled)
+                self._take_waiting_locked(taken)
             self._wind_down_if_finished_locked()
-        for future in cancelled:
-            # Cancelling runs the future's callbacks, which may call back into the herd:
-            # never under the lock.
-            future._withdraw = None
-            future.cancel()
-            future.set_running_or_notify_cancel()
+
+    def _cancel_taken(self, taken: deque[HerdFuture[Any]]) -> None:
+        """Cancel the works that shutdown() took out of the herd, then settle them."""
+        if not taken:
+            return
+        for future in list(taken):
+            if future is not _WAKE:
+                # Cancelling runs the future's callbacks, which may call back into the
+                # herd: never under the lock.
+                future._withdraw = None
+                future.cancel()
+        with self._lock:
+            self._settle_taken_locked(taken)
 
     def _drop_cancelled_locked(self) -> None:
-        """Take cancelled works off the ready queue, as a gopher would have."""
-        kept: list[HerdFuture[Any]] = []
-        dropped = slots = 0
-        while True:
+        """Take cancelled works off the ready queue, as a gopher would have (join on a
+        paused herd, which is shut down: no slot is given back)."""
+        taken: deque[HerdFuture[Any]] = deque()
+        try:
+            _take_into(taken, self._ready.get_nowait, None)
+        except queue.Empty:
+            pass
+        finally:
             try:
-                future = self._ready.get_nowait()
-            except queue.Empty:
-                break
-            if future is not _WAKE and future.cancelled():
-                future.set_running_or_notify_cancel()  # tells wait() and as_completed()
-                dropped += 1
-                slots += future._holds_slot
-            else:
-                kept.append(future)
-        for future in kept:
-            self._ready.put(future)
-        if dropped:
-            self._retired[CANCELLED] += dropped
-            if self._slots is not None:
-                for _ in range(slots):
-                    self._slots.put(None)
-            self._wind_down_if_finished_locked()
+                self._settle_taken_locked(taken)
+            except BaseException:
+                self._settle_taken_locked(taken)  # finish what a Ctrl-C cut short
+                raise
 
     def join(self) -> None:
         """Wait until every accepted work has ended and every thread has exited."""
@@ -908,6 +1039,43 @@ class Herd:
         """Finished works in completion order, until none can come any more."""
         assert self._output is not None
         return iter(self._output)
+
+
+def _finish(step: Callable[..., object], *args: Any) -> None:
+    """Do ``step(*args)``; if an exception (a Ctrl-C) cuts it short, do it once more,
+    to its end, before the exception goes on.
+
+    For a call's first change to the herd: a Ctrl-C as this starts leaves the herd as it
+    was. A change that must follow an earlier one is retried inline, in the ``try`` that
+    the earlier one is in.
+    """
+    try:
+        step(*args)
+    except BaseException:
+        step(*args)
+        raise
+
+
+def _take_into(taken: MutableSequence[Any], get: Callable[[], Any], limit: int | None) -> None:
+    """Move up to ``limit`` items (None: all) from ``get()`` into ``taken``, until ``get``
+    raises (Empty, for a ``get_nowait``).
+
+    ``taken.append(get())`` could lose the item: a Ctrl-C raised as ``get`` returns lands
+    before the append. Here ``extend`` pulls the items through an iterator, all in C, so
+    a Ctrl-C (in a blocking ``get``, or after) finds each item in one place or the other.
+    """
+    taken.extend(itertools.islice(iter(get, _NO_TOKEN), limit))
+
+
+def _take_free(held: list[object], tokens: queue.SimpleQueue[object]) -> bool:
+    """Move a free token into ``held``, if there is one (see _take_into)."""
+    if tokens.empty():  # cheaper than an Empty raised on every full herd
+        return False
+    try:
+        _take_into(held, tokens.get_nowait, 1)
+    except queue.Empty:
+        return False
+    return True
 
 
 def _take(tokens: queue.SimpleQueue[Any]) -> bool:

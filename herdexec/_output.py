@@ -7,6 +7,8 @@ that a gopher writing a work takes no lock a reader holds.
 
 from __future__ import annotations
 
+import itertools
+import operator
 import queue
 from collections.abc import Iterator
 from typing import Final
@@ -45,13 +47,17 @@ class Output:
         self._works.put(_END)
 
     def __iter__(self) -> Iterator[Work]:
-        works, space = self._works, self._space
-        while True:
-            work = works.get()
-            if work is _END:
-                works.put(_END)  # for the other readers
-                return
-            if space is not None:
-                space.put(None)
-            yield work
-            del work  # hold no finished work while the reader is away
+        # A work is taken, its place given back and the work handed to the reader with
+        # no step in Python between them, so that a Ctrl-C on the reader's thread lands
+        # before the take (in the blocking get) or once the reader has the work: taken
+        # into a local, a work would be lost there, and a bounded output would keep one
+        # place fewer for good. get() runs until the end marker; zip() pairs each work
+        # with the put that gives its place back; ``yield from`` hands each on without
+        # a bytecode where an interrupt could land, and holds none while the reader is
+        # away.
+        works: Iterator[Work] = iter(self._works.get, _END)
+        if self._space is not None:
+            places = map(self._space.put, itertools.repeat(None))
+            works = map(operator.itemgetter(0), zip(works, places, strict=False))
+        yield from works
+        self._works.put(_END)  # for the other readers

@@ -11,7 +11,7 @@ import heapq
 import itertools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableSequence
 from typing import Generic, TypeVar
 
 __all__ = ["RetryTimer"]
@@ -61,23 +61,31 @@ class RetryTimer(Generic[T]):
             self._wake.notify()  # sooner than what the thread sleeps for
         return None
 
-    def remove_locked(self, matches: Callable[[T], bool]) -> T | None:
-        """Take out the first waiting retry that ``matches``, if any."""
-        for index, entry in enumerate(self._heap):
-            if matches(entry[2]):
-                self._heap[index] = self._heap[-1]
-                self._heap.pop()
-                heapq.heapify(self._heap)
-                self._wake.notify()
-                return entry[2]
-        return None
+    # Taking out is done so that a Ctrl-C on the caller's thread cannot lose a retry: a
+    # retry leaves the heap and enters ``into`` with no call in between, and the thread
+    # is told first, since a notify cut short would leave it asleep until a due time
+    # that no longer counts.
 
-    def take_all_locked(self) -> list[T]:
-        """Take out every waiting retry (the thread then ends)."""
-        items = [entry[2] for entry in self._heap]
-        self._heap.clear()
+    def take_back_locked(self, item: T, into: MutableSequence[T]) -> None:
+        """Move ``item`` into ``into``, if it waits here."""
+        heap = self._heap
+        for index, entry in enumerate(heap):
+            if entry[2] is item:
+                self._wake.notify()
+                heap[index] = heap[-1]
+                del heap[-1]
+                into += [item]  # an operator, not a call: it goes with the del
+                heapq.heapify(heap)
+                return
+
+    def take_all_locked(self, into: MutableSequence[T]) -> None:
+        """Move every waiting retry into ``into`` (the thread then ends)."""
         self._wake.notify()
-        return items
+        heap = self._heap
+        while heap:
+            entry = heap[-1]  # a heap stays one without its last entry
+            del heap[-1]
+            into.append(entry[2])
 
     def _main(self) -> None:
         with self._lock:

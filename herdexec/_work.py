@@ -218,13 +218,29 @@ class HerdFuture(Future[T]):
 
     def cancel(self) -> bool:
         """Cancel the work if it has not started, or if it is waiting for a retry."""
-        cancelled = super().cancel()
+        try:
+            cancelled = super().cancel()
+        finally:
+            # A waiting retry is withdrawn even if a Ctrl-C (or a done-callback's
+            # BaseException) cut cancel() short once the future was cancelled: it must
+            # not wait out its backoff. Withdrawing again finishes what a Ctrl-C cut short.
+            withdraw = self._withdraw
+            if withdraw is not None and self._state == CANCELLED:
+                try:
+                    withdraw(self)
+                except BaseException:
+                    withdraw(self)
+                    raise
         if cancelled:
             self._drop_call()
-            withdraw = self._withdraw
-            if withdraw is not None:
-                withdraw(self)
         return cancelled
+
+    def _tell_cancelled(self) -> None:
+        """Tell wait() and as_completed() that this cancelled future is done: once,
+        however often it is called."""
+        with self._condition:
+            if self._state == CANCELLED:
+                self.set_running_or_notify_cancel()
 
     def _drop_call(self) -> None:
         # The work has ended: let go of its function and arguments, as ThreadPoolExecutor

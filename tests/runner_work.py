@@ -41,6 +41,13 @@ def kill_self(signum: int = signal.SIGKILL) -> None:
     time.sleep(60)  # a signal that does not kill at once: no answer
 
 
+def interrupt_at(n: int, at: int, pid: int) -> int:
+    """Work ``n``; the one ``at`` sends process ``pid`` (the parent) a Ctrl-C."""
+    if n == at:
+        os.kill(pid, signal.SIGINT)
+    return n
+
+
 def sleep(seconds: float) -> int:
     time.sleep(seconds)
     return os.getpid()

@@ -725,10 +725,12 @@ def test_a_timed_wait_takes_a_slot_that_is_already_back() -> None:
     with HerdExecutor(1, process=hold) as herd:
         slots = herd._herd._slots
         assert slots is not None
-        herd._herd._wait_for_slot(slots, 10)
+        held: list[object] = []
+        herd._herd._wait_for_slot(slots, 10, held)
+        assert held == [None]
         assert slots.empty()
         assert herd.stats().waiting_submitters == 0
-        slots.put(None)  # given back, as accept() would have used it
+        slots.put(held.pop())  # given back, as accept() would have used it
 
 
 def test_a_timed_wait_for_a_slot_ends_on_a_busy_machine() -> None:
