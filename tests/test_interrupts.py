@@ -84,10 +84,15 @@ def shut_down(herd: HerdExecutor) -> None:
 
 
 def assert_settled(herd: HerdExecutor) -> None:
+    """The herd's counts add up once it is shut down, and so do its tokens: no idle
+    token is left, and the markers it counts are the ones on its queue."""
     stats = herd.stats()
     assert stats.submitted == stats.succeeded + stats.failed + stats.cancelled, stats
     assert (stats.busy, stats.idle, stats.waiting_submitters) == (0, 0, 0), stats
     assert (stats.backlog, stats.pending_retries) == (0, 0), stats
+    inner = herd._herd
+    assert inner._idle.empty()
+    assert inner._marks == inner._ready.qsize()
 
 
 # -- an interrupt sent from a work -------------------------------------------------------
@@ -268,7 +273,9 @@ class Case:
     ran: list[str] = field(default_factory=list)
     futures: list[HerdFuture[Any]] = field(default_factory=list)
     capacity: int | None = None  # slots the herd must have once idle again
-    again: bool = False  # the call is made again after the interrupt, as a user would
+    # Whether the interrupt left the call undone, so that a user would make it again:
+    # one cut short after it took effect must have finished on its own.
+    undone: Callable[[], bool] = lambda: False
     expect: Callable[[], object] = lambda: None  # what else must hold after the call
 
     def work(self, tag: str) -> HerdFuture[Any]:
@@ -311,7 +318,7 @@ def assert_capacity(herd: HerdExecutor, capacity: int) -> None:
 
 def check(case: Case) -> None:
     herd = case.herd
-    if case.again:
+    if case.undone():
         case.call()
     case.expect()
     case.gate.set()
@@ -322,6 +329,7 @@ def check(case: Case) -> None:
         assert herd.stats().waiting_submitters == 0
         assert_capacity(herd, case.capacity)
     shut_down(herd)
+    assert not multiprocessing.active_children(), "a worker process is left"
     assert_settled(herd)
     _, not_told = concurrent.futures.wait(case.futures, timeout=10)
     assert not not_told, "wait() was not told of these"
@@ -355,6 +363,15 @@ def spawning_submit() -> Case:
     return case
 
 
+def spawning_submit_to_a_process_herd() -> Case:
+    """The same where the gopher runs its works in a worker process: the gopher's side
+    is the thread herd's, and a gopher counted out leaves no worker process either."""
+    process_herd = HerdExecutor(1, runner="process", backlog=0, registry=None)
+    case = Case(process_herd, lambda: case.futures.append(process_herd.submit(rw.square, 3)))
+    case.expect = lambda: case.futures and case.futures[0].result(timeout=30)
+    return case
+
+
 def submit_to_an_idle_gopher() -> Case:
     case = Case(herd(2, backlog=1), lambda: case.work("new"), capacity=3)
     case.herd.submit(int).result(timeout=10)
@@ -382,16 +399,16 @@ def timed_send_work() -> Case:
 
 
 def grow_a_paused_herd() -> Case:
-    case = Case(herd(0, backlog=None), lambda: setattr(case.herd, "herd_size", 3), again=True)
+    case = Case(herd(0, backlog=None), lambda: setattr(case.herd, "herd_size", 3))
+    case.undone = lambda: case.herd.herd_size != 3
     for n in range(4):
         case.work(f"queued{n}")
     return case
 
 
 def shrink_a_herd() -> Case:
-    case = Case(
-        herd(3, backlog=1), lambda: setattr(case.herd, "herd_size", 1), capacity=2, again=True
-    )
+    case = Case(herd(3, backlog=1), lambda: setattr(case.herd, "herd_size", 1), capacity=2)
+    case.undone = lambda: case.herd.herd_size != 1
     for _ in range(3):
         case.herd.submit(int).result(timeout=10)
     return case
@@ -399,9 +416,8 @@ def shrink_a_herd() -> Case:
 
 def shrink_a_busy_herd() -> Case:
     """Shrinking below the works in hand owes slots, paid as they come back."""
-    case = Case(
-        herd(3, backlog=1), lambda: setattr(case.herd, "herd_size", 1), capacity=2, again=True
-    )
+    case = Case(herd(3, backlog=1), lambda: setattr(case.herd, "herd_size", 1), capacity=2)
+    case.undone = lambda: case.herd.herd_size != 1
     for n in range(3):
         case.work(f"busy{n}")
     return case
@@ -416,7 +432,7 @@ def resume_an_adaptive_herd() -> Case:
     case.herd.herd_size = 0
     for n in range(2):
         case.work(f"queued{n}")
-    case.again = True  # resume again, as a user would: it must start the herd
+    case.undone = lambda: not case.herd.adapting
     return case
 
 
@@ -424,8 +440,8 @@ def shutdown_cancelling_the_backlog() -> Case:
     case = Case(
         herd(1, backlog=3, max_retries=1, backoff=lambda attempt: 3600.0),
         lambda: case.herd.shutdown(wait=False, cancel_futures=True),
-        again=True,
     )
+    case.undone = lambda: case.herd._herd._state.value == "open"
     attempted = threading.Event()
 
     def ask_for_retry() -> None:
@@ -505,7 +521,7 @@ def close_input_of_a_paused_herd_with_a_blocked_submitter() -> Case:
         assert refused, "the caller waiting for a slot was not refused"
 
     case.expect = was_refused
-    case.again = True
+    case.undone = lambda: case.herd._herd._state.value == "open"
     return case
 
 
@@ -523,7 +539,7 @@ def cancel_a_waiting_retry() -> Case:
     case.call = future.cancel
     case.futures.append(future)
     case.capacity = 2
-    case.again = True
+    case.undone = lambda: not future.cancelled()
     return case
 
 
@@ -542,12 +558,13 @@ def cancel_a_due_retry() -> Case:
     assert wait_until(lambda: case.herd.stats().pending_retries == 1)
     case.call = future.cancel
     case.futures.append(future)
-    case.again = True
+    case.undone = lambda: not future.cancelled()
     return case
 
 
 CALLS = [
     spawning_submit,
+    spawning_submit_to_a_process_herd,
     submit_to_an_idle_gopher,
     blocked_submit,
     timed_send_work,
