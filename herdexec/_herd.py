@@ -536,7 +536,7 @@ class Herd:
 
     def _staff_locked(self) -> None:
         """Start gophers for the works that wait with no gopher to take them, up to
-        the size (resize; join, should a Ctrl-C have cut a start short)."""
+        the size."""
         if self._state is _State.BROKEN or self._ended:
             return
         waiting = self._ready.qsize() - self._marks - self._idle.qsize() + len(self._due)
