@@ -491,19 +491,29 @@ class HerdExecutor(ThreadPoolExecutor):
         self._herd.shutdown(cancel_futures=cancel_futures)
         if cancel_futures and self._runner is not None:
             self._runner.cancel_running()
-        if wait:
+        if not wait:
+            self._release_when_done()
+            return
+        try:
             self._herd.join()
-            self._release()
-        else:
-            # The control plane stays until the accepted work is done: a paused herd must
-            # still be resumable over HTTP, and its metrics still count.
-            threading.Thread(
-                target=self._close_control_when_done,
-                name=f"herdexec-closer-{self._name}",
-                daemon=True,
-            ).start()
+        except BaseException:
+            # A Ctrl-C cut the wait short: the work goes on, and what the herd shares
+            # with the world is released once it is done, as without ``wait``.
+            self._release_when_done()
+            raise
+        self._release()
 
-    def _close_control_when_done(self) -> None:
+    def _release_when_done(self) -> None:
+        """Release the control plane and the runner once the accepted work is done: a
+        paused herd must still be resumable over HTTP meanwhile, and its metrics still
+        count."""
+        threading.Thread(
+            target=self._join_and_release,
+            name=f"herdexec-closer-{self._name}",
+            daemon=True,
+        ).start()
+
+    def _join_and_release(self) -> None:
         self._herd.join()
         self._release()
 

@@ -190,6 +190,28 @@ def test_ctrl_c_while_a_process_herd_takes_work_leaves_no_worker_behind() -> Non
         assert set(multiprocessing.active_children()) == before
 
 
+def test_ctrl_c_in_shutdowns_wait_releases_the_server_once_the_work_is_done() -> None:
+    """A Ctrl-C cuts shutdown(wait=True) short while a work runs: the work goes on, and
+    the control server stays until it is done and then closes, as after wait=False."""
+    herd = HerdExecutor(1, registry=None)
+    server = herd.serve("127.0.0.1:0")
+    gate = threading.Event()
+    future = herd.submit(gate.wait, 30)
+
+    def interrupt_once_waiting() -> None:
+        if wait_until(lambda: herd._herd._state.value == "shutdown"):
+            interrupt_main()
+
+    threading.Thread(target=interrupt_once_waiting, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        herd.shutdown()  # waits for the work, held until the signal has come
+    assert not server.closed
+    gate.set()
+    assert future.result(timeout=10) is True
+    assert wait_until(lambda: server.closed)
+    shut_down(herd)
+
+
 # -- an interrupt at every point of one call ---------------------------------------------
 
 
