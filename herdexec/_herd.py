@@ -32,8 +32,9 @@ an output read. The interpreter raises it as a Python function starts, after a c
 returns, at the end of a loop's pass, or inside a blocking wait, and never between
 statements that call nothing. So each change a caller makes to the herd is plain stores
 followed by at most one call, which a Ctrl-C cannot split; or it records what it took
-in a list in the same step (``_take_into``) and a handler settles the list; or it is a
-step that is safe to do again, done again if it was cut short (``_finish``). Gophers and
+in a list in the same step (``take_into``) and a handler settles the list; or it is a
+step that is safe to do again, done again if it was cut short (``finish``; both in
+_interrupts.py). The slot tokens (_slots.py) keep the same rules. Gophers and
 the retry timer are never interrupted. docs/design.md ("Ctrl-C") goes through each place.
 """
 
@@ -47,17 +48,17 @@ import sys
 import threading
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Callable, Iterator, MutableSequence
-from concurrent import futures
+from collections.abc import Callable, Iterator
 from contextlib import suppress
-from functools import partial
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Final
 
 from . import _lifecycle
 from ._exceptions import BrokenHerd, Retry, WorkFailed
+from ._interrupts import finish, take_into
 from ._output import Output
 from ._retries import RetryTimer
+from ._slots import Slots
 from ._tally import (
     BUCKET0,
     CANCELLED,
@@ -121,8 +122,6 @@ _WAKE: Final[HerdFuture[Any]] = HerdFuture.__new__(HerdFuture)
 _WAIT: Final[HerdFuture[Any]] = HerdFuture.__new__(HerdFuture)  # idle token given: block
 _GONE: Final[HerdFuture[Any]] = HerdFuture.__new__(HerdFuture)  # departed: end the thread
 _BOOTED, _REVOKED = 0, 1  # a new gopher's flags (see Herd._spawn_locked)
-_REFUSED: Final = object()  # a slot token that tells a blocked caller to give up
-_NO_TOKEN: Final = object()  # never on the slot queue
 
 
 class Herd:
@@ -175,17 +174,10 @@ class Herd:
         self._threads: set[threading.Thread] = set()
         self._thread_numbers = itertools.count()
 
-        # Slot tokens; None when the backlog has no bound (admission never waits).
-        self._backlog = backlog
-        self._slots: queue.SimpleQueue[object] | None = None
-        self._slot_debt = 0  # tokens to drop as they come back, after a shrink
-        if backlog is not None:
-            self._slots = queue.SimpleQueue()
-            for _ in range(size + backlog):
-                self._slots.put(None)
-        # One token per caller blocked for a slot: a token, not a count under the lock,
-        # so that a caller leaving the wait takes no lock (whose wait a Ctrl-C could cut).
-        self._waiters: queue.SimpleQueue[None] = queue.SimpleQueue()
+        # None when the backlog has no bound: admission never waits.
+        self._slots = (
+            None if backlog is None else Slots(self._lock, size, backlog, self._check_open_locked)
+        )
 
         # Served before the ready queue: retries whose backoff is over, and works that a
         # gopher handed back because the herd shrank under it.
@@ -219,7 +211,7 @@ class Herd:
     @property
     def bounded_backlog(self) -> int:
         """The backlog's capacity, or 0 when it has no bound."""
-        return self._backlog or 0
+        return 0 if self._slots is None else self._slots.backlog
 
     @property
     def shut_down(self) -> bool:
@@ -253,7 +245,7 @@ class Herd:
             return (
                 2 * running >= self._size
                 or queued > self._alive - running
-                or not self._waiters.empty()
+                or (self._slots is not None and self._slots.waiting() > 0)
             )
 
     def threads(self) -> frozenset[threading.Thread]:
@@ -274,7 +266,7 @@ class Herd:
                 herd_size=self._size,
                 busy=busy,
                 idle=idle,
-                waiting_submitters=self._waiters.qsize(),
+                waiting_submitters=0 if self._slots is None else self._slots.waiting(),
                 backlog=max(0, queued - idle),  # what the idle gophers cannot take now
                 # A retry carries its _withdraw; a work handed back after a shrink, or
                 # queued without a slot, is not one.
@@ -323,14 +315,14 @@ class Herd:
         # The path every submit takes: kept short, as ThreadPoolExecutor's is.
         slots = self._slots
         # The slot token, from when it leaves the queue until the work holds it: given
-        # back if anything is raised in between (see _take_into).
+        # back if anything is raised in between (see take_into).
         held: list[object] = []
         try:
-            if slots is not None and not _take_free(held, slots):
+            if slots is not None and not slots.take_free(held):
                 if self._must_not_wait():
                     future._holds_slot = False
                 else:
-                    self._wait_for_slot(slots, timeout, held)
+                    slots.wait(timeout, held)
             with self._lock:
                 if self._state is not _OPEN or _lifecycle.exiting:
                     self._check_open_locked()
@@ -347,7 +339,7 @@ class Herd:
         except BaseException:
             if held:
                 assert slots is not None
-                slots.put(held.pop())
+                slots.put_back(held)
             raise
 
     def _must_not_wait(self) -> bool:
@@ -371,42 +363,6 @@ class Herd:
         if not _take(self._idle) and self._alive < self._size:  # else an idle one takes it
             self._spawn_locked()
 
-    def _wait_for_slot(
-        self, slots: queue.SimpleQueue[object], timeout: float | None, held: list[object]
-    ) -> None:
-        """Block until a slot token comes into ``held``, or until the herd refuses this
-        caller; the caller gives back what ``held`` has if anything is raised later.
-
-        A timed wait first tries a get() that does not block. On CPython 3.10 a get() with
-        a timeout that finds the queue empty and the queue's own lock free can block for
-        good, when its deadline passes before it looks again (the wait left is then
-        negative, which means no limit); a thread that loses the CPU for a few
-        microseconds there does it. A get() that does not block leaves that lock set, and
-        a timeout of 0 never blocks at all. 3.11 and later have no such flaw.
-        """
-        counted = False
-        try:
-            with self._lock:
-                self._check_open_locked()
-                counted = True  # the put comes next, with no call in between
-                self._waiters.put(None)
-            if timeout is not None:
-                _take_free(held, slots)
-            if not held:
-                _take_into(held, partial(slots.get, timeout is None or timeout > 0, timeout), 1)
-        except queue.Empty:
-            # concurrent.futures' own, so that one except clause catches this and a
-            # result() timeout alike (it is the built-in one from Python 3.11 on).
-            raise futures.TimeoutError(
-                f"no gopher took the work within {timeout} seconds"
-            ) from None
-        finally:
-            if counted:
-                self._waiters.get_nowait()
-        if held[0] is _REFUSED:
-            with self._lock:
-                self._check_open_locked()
-
     def _check_open_locked(self) -> None:
         if self._state is _State.OPEN and not _lifecycle.exiting:
             return
@@ -419,14 +375,10 @@ class Herd:
         raise RuntimeError(_SHUTDOWN_MESSAGE)
 
     def _refuse_waiting_locked(self) -> None:
-        """Wake every caller blocked for a slot; each finds the herd closed and raises.
-
-        Done again, it refuses them again: a token that nobody takes is harmless once
-        intake has stopped for good.
-        """
+        """Wake every caller blocked for a slot; each finds the herd closed and raises
+        (safe to do again: see Slots.refuse_waiting_locked)."""
         if self._slots is not None:
-            for _ in range(self._waiters.qsize()):
-                self._slots.put(_REFUSED)
+            self._slots.refuse_waiting_locked()
 
     def _wake_for_due_locked(self) -> None:
         """Work waits in the due queue: see that a gopher looks there."""
@@ -491,48 +443,19 @@ class Herd:
         with self._lock:
             if self._shut_down and not self._outstanding_locked():
                 raise RuntimeError(_RESIZE_MESSAGE)
-            _finish(self._resize_locked, size)
+            finish(self._resize_locked, size)
 
     def _resize_locked(self, size: int) -> None:
         """resize(), which a second run finishes if a Ctrl-C cut the first short: the
-        size and its slots change in one step, and what follows is safe to do again."""
-        self._set_size_locked(size)
+        size is one store, the slots count their change from the capacity they hold
+        (so a second run adds no tokens twice), and what follows is safe to do again."""
+        self._size = size
         if self._slots is not None:
-            self._pay_slot_debt_locked(self._slots)
+            self._slots.resize_locked(size)
         self._staff_locked()
         # Busy surplus gophers leave as they finish; idle ones when woken.
         self._wake_locked(max(0, self._alive - size))
         self._changed.notify_all()
-
-    def _set_size_locked(self, size: int) -> None:
-        """Set the size, with as many slot tokens more, or owed, as it changed by."""
-        slots = self._slots
-        change = size - self._size
-        if slots is None or change <= 0:
-            self._size = size
-            if slots is not None:
-                self._slot_debt -= change  # owed, and paid as tokens come free
-            return
-        repaid = min(change, self._slot_debt)
-        tokens = map(slots.put, itertools.repeat(None, change - repaid))
-        self._size = size
-        self._slot_debt -= repaid
-        # No call since the stores: the new tokens go in with them, one C call that
-        # runs the puts to their end (a deque of no length keeps nothing).
-        deque(tokens, maxlen=0)
-
-    def _pay_slot_debt_locked(self, slots: queue.SimpleQueue[object]) -> None:
-        """Take free slot tokens off for what a shrink owes; tokens in use are dropped as
-        they come back (_give_back_slot).
-
-        Each token is taken and paid with no call in between: a Ctrl-C lands between
-        two, and doing this again pays the rest.
-        """
-        try:
-            for _ in itertools.islice(iter(slots.get_nowait, _NO_TOKEN), self._slot_debt):
-                self._slot_debt -= 1
-        except queue.Empty:
-            pass
 
     def _staff_locked(self) -> None:
         """Start gophers for the works that wait with no gopher to take them, up to
@@ -542,15 +465,6 @@ class Herd:
         waiting = self._ready.qsize() - self._marks - self._idle.qsize() + len(self._due)
         for _ in range(min(waiting, self._size - self._alive)):
             self._spawn_locked()
-
-    def _give_back_slot(self) -> None:
-        assert self._slots is not None
-        if self._slot_debt:
-            with self._lock:
-                if self._slot_debt:
-                    self._slot_debt -= 1
-                    return
-        self._slots.put(None)
 
     # -- the gophers -----------------------------------------------------------------
 
@@ -702,7 +616,7 @@ class Herd:
         """A gopher is done with ``future``: its next work, _WAIT or _GONE."""
         tally[RUNNING] = 0
         if future._holds_slot and self._slots is not None:
-            self._give_back_slot()
+            self._slots.give_back()
         if (self._alive > self._size or self._state is not _OPEN) and self._should_leave(tally):
             return _GONE
         if self._due:
@@ -808,7 +722,7 @@ class Herd:
             self._call_back(self._on_retry, work)
         future._await_retry()
         if future._holds_slot and self._slots is not None:
-            self._give_back_slot()
+            self._slots.give_back()
         future._holds_slot = False  # a waiting retry holds no slot and no gopher
         # Counted even if the herd has just broken and the retry never runs: the work
         # and on_retry have seen it, and the counts must agree with them.
@@ -863,7 +777,7 @@ class Herd:
         split, so that whoever settles ``taken`` has them all.
         """
         with suppress(queue.Empty):
-            _take_into(taken, self._ready.get_nowait, None)
+            take_into(taken, self._ready.get_nowait, None)
         due = self._due
         while due:
             future = due[0]
@@ -935,7 +849,7 @@ class Herd:
 
     def close_input(self) -> None:
         """Stop intake; accepted work and its retries go on (gofherd's CloseInputChan)."""
-        _finish(self._close_input)
+        finish(self._close_input)
 
     def _close_input(self) -> None:
         with self._lock:
@@ -949,7 +863,7 @@ class Herd:
         """Stop intake for good; with ``cancel_futures`` cancel what has not started."""
         taken: deque[HerdFuture[Any]] = deque()
         try:
-            _finish(self._stop, cancel_futures, taken)
+            finish(self._stop, cancel_futures, taken)
         finally:
             try:
                 self._cancel_taken(taken)
@@ -985,7 +899,7 @@ class Herd:
         paused herd, which is shut down: no slot is given back)."""
         taken: deque[HerdFuture[Any]] = deque()
         try:
-            _take_into(taken, self._ready.get_nowait, None)
+            take_into(taken, self._ready.get_nowait, None)
         except queue.Empty:
             pass
         finally:
@@ -1039,43 +953,6 @@ class Herd:
         """Finished works in completion order, until none can come any more."""
         assert self._output is not None
         return iter(self._output)
-
-
-def _finish(step: Callable[..., object], *args: Any) -> None:
-    """Do ``step(*args)``; if an exception (a Ctrl-C) cuts it short, do it once more,
-    to its end, before the exception goes on.
-
-    For a call's first change to the herd: a Ctrl-C as this starts leaves the herd as it
-    was. A change that must follow an earlier one is retried inline, in the ``try`` that
-    the earlier one is in.
-    """
-    try:
-        step(*args)
-    except BaseException:
-        step(*args)
-        raise
-
-
-def _take_into(taken: MutableSequence[Any], get: Callable[[], Any], limit: int | None) -> None:
-    """Move up to ``limit`` items (None: all) from ``get()`` into ``taken``, until ``get``
-    raises (Empty, for a ``get_nowait``).
-
-    ``taken.append(get())`` could lose the item: a Ctrl-C raised as ``get`` returns lands
-    before the append. Here ``extend`` pulls the items through an iterator, all in C, so
-    a Ctrl-C (in a blocking ``get``, or after) finds each item in one place or the other.
-    """
-    taken.extend(itertools.islice(iter(get, _NO_TOKEN), limit))
-
-
-def _take_free(held: list[object], tokens: queue.SimpleQueue[object]) -> bool:
-    """Move a free token into ``held``, if there is one (see _take_into)."""
-    if tokens.empty():  # cheaper than an Empty raised on every full herd
-        return False
-    try:
-        _take_into(held, tokens.get_nowait, 1)
-    except queue.Empty:
-        return False
-    return True
 
 
 def _take(tokens: queue.SimpleQueue[Any]) -> bool:

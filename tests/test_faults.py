@@ -726,15 +726,15 @@ def test_a_timed_wait_takes_a_slot_that_is_already_back() -> None:
         slots = herd._herd._slots
         assert slots is not None
         held: list[object] = []
-        herd._herd._wait_for_slot(slots, 10, held)
+        slots.wait(10, held)
         assert held == [None]
-        assert slots.empty()
+        assert slots._tokens.empty()
         assert herd.stats().waiting_submitters == 0
-        slots.put(held.pop())  # given back, as accept() would have used it
+        slots.put_back(held)  # as accept() would have used it
 
 
 def test_a_timed_wait_for_a_slot_ends_on_a_busy_machine() -> None:
-    """Herd._wait_for_slot says how a timed wait could block for good on CPython 3.10:
+    """Slots.wait says how a timed wait could block for good on CPython 3.10:
     a thread that loses its CPU at one moment. Processes that keep every CPU busy make
     that likely. Each round a slot comes back and a work takes it at once, which leaves
     the queue empty with its lock free, as assert_capacity's probes leave it; then a
@@ -749,7 +749,7 @@ def test_a_timed_wait_for_a_slot_ends_on_a_busy_machine() -> None:
         herd.send_work(Work("first", gates[-1]))
         for n in range(2000):
             gates[-1].set()
-            assert wait_until(lambda: not slots.empty())  # the slot is back
+            assert wait_until(lambda: not slots._tokens.empty())  # the slot is back
             gates.append(threading.Event())
             herd.send_work(Work(str(n), gates[-1]), timeout=0)
             with pytest.raises(concurrent.futures.TimeoutError):
