@@ -57,7 +57,7 @@ from . import _lifecycle
 from ._exceptions import BrokenHerd, Retry, WorkFailed
 from ._interrupts import finish, take_into
 from ._output import Output
-from ._retries import RetryTimer
+from ._retries import RetryTimer, backoff_delay
 from ._slots import Slots
 from ._tally import (
     BUCKET0,
@@ -570,7 +570,7 @@ class Herd:
                 self.adapter.observe(started, seconds, status is not Status.SUCCESS, exception)
             if status is Status.RETRY:
                 if work.retries < self._max_retries:
-                    delay = self._retry_delay(work.retries + 1)
+                    delay = backoff_delay(self._backoff, work.retries + 1)
                     if not isinstance(delay, BaseException):
                         work.exception = exception
                         return self._retry(future, delay, tally)
@@ -701,15 +701,6 @@ class Herd:
             )
 
     # -- retries ---------------------------------------------------------------------
-
-    def _retry_delay(self, attempt: int) -> float | BaseException:
-        """The backoff before retry number ``attempt``, or what the backoff raised."""
-        if self._backoff is None:
-            return 0.0
-        try:
-            return _check_delay(self._backoff(attempt), attempt)
-        except BaseException as exc:  # the work fails with it; the gopher goes on
-            return exc
 
     def _retry(
         self, future: HerdFuture[Any], delay: float, tally: list[Any]
@@ -964,9 +955,3 @@ def _take(tokens: queue.SimpleQueue[Any]) -> bool:
     except queue.Empty:
         return False
     return True
-
-
-def _check_delay(delay: object, attempt: int) -> float:
-    if isinstance(delay, (int, float)) and not isinstance(delay, bool) and delay >= 0:
-        return float(delay)
-    raise ValueError(f"backoff({attempt}) returned {delay!r}, not a number of seconds >= 0")

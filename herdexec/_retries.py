@@ -1,4 +1,5 @@
-"""Retries waiting out their backoff: a heap by due time, and a thread to wake them.
+"""Retries waiting out their backoff: how long (``backoff_delay``), a heap by due time,
+and a thread to wake them.
 
 A waiting retry holds no gopher: it sits here until its time comes, then goes to the
 herd's due queue, which gophers serve before new work. The thread exists only while a
@@ -14,9 +15,27 @@ import time
 from collections.abc import Callable, MutableSequence
 from typing import Generic, TypeVar
 
-__all__ = ["RetryTimer"]
+__all__ = ["RetryTimer", "backoff_delay"]
 
 T = TypeVar("T")
+
+
+def backoff_delay(backoff: Callable[[int], float] | None, attempt: int) -> float | BaseException:
+    """The wait before retry number ``attempt``: what ``backoff`` says, checked; or what
+    it raised, which the work then fails with while its gopher goes on.
+
+    Returned, not raised, so that the gopher's frame that asks keeps no traceback, which
+    would link the failed work back to itself (see Herd._run).
+    """
+    if backoff is None:
+        return 0.0
+    try:
+        delay = backoff(attempt)
+        if isinstance(delay, (int, float)) and not isinstance(delay, bool) and delay >= 0:
+            return float(delay)
+        raise ValueError(f"backoff({attempt}) returned {delay!r}, not a number of seconds >= 0")
+    except BaseException as exc:
+        return exc
 
 
 class RetryTimer(Generic[T]):
