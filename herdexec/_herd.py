@@ -1,11 +1,12 @@
 """The herd: gophers, how work reaches them, and the herd's lifecycle.
 
 A herd of size N with a backlog of B admits at most N + B works at a time: each holds a
-*slot* token. A caller that gets a slot has its work taken, in the sense of a Go channel
-whose receiver is ready: the work goes onto the shared ``ready`` queue that gophers read,
-and the caller returns at once. A caller that gets no slot blocks until a finishing
-gopher gives one back (gofherd's ``SendWork``). Retries hold no slot: a finishing gopher
-serves due retries before it reads the queue, so they go before new intake.
+*slot* token (kept by ``Slots``, _slots.py). A caller that gets a slot has its work
+taken, in the sense of a Go channel whose receiver is ready: the work goes onto the
+shared ``ready`` queue that gophers read, and the caller returns at once. A caller that
+gets no slot blocks until a finishing gopher gives one back (gofherd's ``SendWork``).
+Retries hold no slot: a finishing gopher serves due retries before it reads the queue,
+so they go before new intake.
 
 Why queues of tokens and not counters behind a lock: with the GIL, a lock that the
 submitting thread and the gophers both take on every work turns into a convoy (the
@@ -33,9 +34,9 @@ returns, at the end of a loop's pass, or inside a blocking wait, and never betwe
 statements that call nothing. So each change a caller makes to the herd is plain stores
 followed by at most one call, which a Ctrl-C cannot split; or it records what it took
 in a list in the same step (``take_into``) and a handler settles the list; or it is a
-step that is safe to do again, done again if it was cut short (``finish``; both in
-_interrupts.py). The slot tokens (_slots.py) keep the same rules. Gophers and
-the retry timer are never interrupted. docs/design.md ("Ctrl-C") goes through each place.
+step that is safe to do again, done again if it was cut short (``finish``; both tools
+are in _interrupts.py). The slots keep the same rules. Gophers and the retry timer are
+never interrupted. docs/design.md ("Ctrl-C") goes through each place.
 """
 
 from __future__ import annotations
