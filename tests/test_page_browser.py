@@ -35,8 +35,11 @@ PHONE = (390, 844)
 DESKTOP = (1280, 800)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """One browser for this module's tests. Not for the session: Playwright's sync API
+    runs an event loop on the main thread until it stops, and a later test's
+    ``asyncio.run()`` would find that loop running."""
     why = missing()
     if why is not None:
         if REQUIRED:
