@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from herdexec import Work
 
 if TYPE_CHECKING:
-    from herdexec import ControlServer, HerdExecutor
+    from herdexec import ControlServer, HerdExecutor, HerdFuture
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
@@ -24,6 +29,21 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
             return False
         time.sleep(0.001)
     return True
+
+
+def assert_capacity(herd: HerdExecutor, capacity: int) -> None:
+    """Exactly ``capacity`` works that hold on are taken at once, not one more."""
+    gate = threading.Event()
+    probes: list[HerdFuture[Any]] = []
+    try:
+        for n in range(capacity):
+            probes.append(herd.send_work(Work(f"probe{n}", gate), timeout=0))
+        with pytest.raises(concurrent.futures.TimeoutError):
+            herd.send_work(Work("one too many", gate), timeout=0)
+    finally:
+        gate.set()
+    for probe in probes:
+        probe.result(timeout=10)
 
 
 @contextlib.contextmanager

@@ -30,7 +30,7 @@ import pytest
 import herdexec._lifecycle
 from herdexec import BrokenHerd, HerdExecutor, HerdFuture, Retry, Status, Work, WorkFailed
 
-from .helpers import wait_until
+from .helpers import assert_capacity, wait_until
 
 BASE_EXCEPTIONS = [KeyboardInterrupt, SystemExit, GeneratorExit]
 
@@ -704,19 +704,6 @@ def interrupt_when_blocked(herd: HerdExecutor, interrupt: Callable[[], None]) ->
     thread = threading.Thread(target=run)
     thread.start()
     return thread
-
-
-def assert_capacity(herd: HerdExecutor, capacity: int) -> None:
-    """Exactly ``capacity`` works that hold on are taken at once, not one more."""
-    gate = threading.Event()
-    try:
-        probes = [herd.send_work(Work(f"probe{n}", gate), timeout=0) for n in range(capacity)]
-        with pytest.raises(concurrent.futures.TimeoutError):
-            herd.send_work(Work("one too many", gate), timeout=0)
-    finally:
-        gate.set()
-    for probe in probes:
-        probe.result(timeout=10)
 
 
 def test_a_timed_wait_takes_a_slot_that_is_already_back() -> None:

@@ -41,7 +41,7 @@ import herdexec._lifecycle
 from herdexec import HerdExecutor, HerdFuture, Retry, Status, Work
 
 from . import runner_work as rw
-from .helpers import wait_until
+from .helpers import assert_capacity, wait_until
 
 pytestmark = pytest.mark.usefixtures("sigint_raises")
 
@@ -321,21 +321,6 @@ def hold(work: Work) -> Status:
     if isinstance(work.body, threading.Event):
         work.body.wait()
     return Status.SUCCESS
-
-
-def assert_capacity(herd: HerdExecutor, capacity: int) -> None:
-    """Exactly ``capacity`` works that hold on are taken at once, not one more."""
-    gate = threading.Event()
-    probes: list[HerdFuture[Any]] = []
-    try:
-        for n in range(capacity):
-            probes.append(herd.send_work(Work(f"probe{n}", gate), timeout=0))
-        with pytest.raises(concurrent.futures.TimeoutError):
-            herd.send_work(Work("one too many", gate), timeout=0)
-    finally:
-        gate.set()
-    for probe in probes:
-        probe.result(timeout=10)
 
 
 def check(case: Case) -> None:
